@@ -1,0 +1,62 @@
+// Command tenantproxy is a PostgreSQL proxy that makes one shared database safe for many tenants.
+//
+//	tenantproxy serve   --config FILE                 run the proxy
+//	tenantproxy migrate up|status --database-url URL  create or inspect the schema
+//	tenantproxy check   --database-url URL            lint the database for tenant isolation
+//	tenantproxy passwd  USER                          print a SCRAM verifier for the config
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+)
+
+// exitError carries a process exit code without another message.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+var commands = map[string]func(args []string) error{
+	"migrate": runMigrate,
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage()
+		os.Exit(2)
+	}
+	run, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "tenantproxy: unknown command %q\n\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	if err := run(os.Args[2:]); err != nil {
+		var code exitError
+		switch {
+		case errors.As(err, &code):
+			os.Exit(int(code))
+		case errors.Is(err, flag.ErrHelp):
+			os.Exit(2)
+		default:
+			fmt.Fprintf(os.Stderr, "tenantproxy %s: %v\n", os.Args[1], err)
+			os.Exit(1)
+		}
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `tenantproxy: a PostgreSQL proxy that makes one shared database safe for many tenants
+
+Usage:
+  tenantproxy serve   --config FILE [--insecure-skip-check]
+  tenantproxy migrate up     --database-url URL [--schema NAME] [--app-password PASSWORD]
+  tenantproxy migrate status --database-url URL [--schema NAME]
+  tenantproxy check   --database-url URL [--schema NAME] [--role NAME]
+  tenantproxy passwd  USER
+
+Run "tenantproxy COMMAND -h" for the flags of one command.
+`)
+}

@@ -1,0 +1,224 @@
+// Package migrations creates and upgrades tenantproxy's schema in a database: the owner and app
+// roles, the RLS-protected vector and graph tables, and the database lockdown.
+//
+// Migrations are SQL templates embedded in the binary and applied by tern (github.com/jackc/tern):
+// each in its own transaction, under an advisory lock so two runs cannot race, with the version
+// kept in a table. Templates get the schema and role names already quoted, and the row-level
+// security statements from the policy package, so every table's policies come from one helper.
+package migrations
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
+	"github.com/tenantproxy/tenantproxy/policy"
+)
+
+//go:embed sql/*.sql
+var files embed.FS
+
+const (
+	// OwnerRole owns the schema, its tables and functions. It never logs in.
+	OwnerRole = "tenantproxy_owner"
+	// AppRole is the role tenantproxy's backend sessions use: DML only, always under RLS.
+	AppRole = "tenantproxy_app"
+	// DefaultSchema holds the tenant tables.
+	DefaultSchema = "llmspell"
+)
+
+// TenantTables are the tables the migrations create, each with a tenant_id column under RLS.
+var TenantTables = []string{
+	"vector_embeddings_384", "vector_embeddings_768", "vector_embeddings_1536", "vector_embeddings_3072",
+	"entities", "relationships",
+}
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Options choose what to migrate.
+type Options struct {
+	// Schema holds the tenant tables; DefaultSchema when empty. Lower-case letters, digits and _.
+	Schema string
+}
+
+func (o Options) schema() (string, error) {
+	if o.Schema == "" {
+		return DefaultSchema, nil
+	}
+	if !schemaName.MatchString(o.Schema) {
+		return "", fmt.Errorf("schema name %q: use lower-case letters, digits and _ (at most 63)", o.Schema)
+	}
+	return o.Schema, nil
+}
+
+// Status says where a database stands.
+type Status struct {
+	Schema  string
+	Current int32    // version applied, 0 for none
+	Latest  int32    // version this binary knows
+	Pending []string // migrations not yet applied, in order
+}
+
+// Up applies every pending migration, then the database-level lockdown (which a database copied
+// from a template does not inherit, so it is applied on every run). Running it again is a no-op.
+// conn must be a superuser connection.
+func Up(ctx context.Context, conn *pgx.Conn, opts Options) (Status, error) {
+	schema, err := opts.schema()
+	if err != nil {
+		return Status{}, err
+	}
+	m, err := newMigrator(ctx, conn, schema, true)
+	if err != nil {
+		return Status{}, err
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return Status{}, fmt.Errorf("migrate: %w", err)
+	}
+	if err := lockDatabase(ctx, conn); err != nil {
+		return Status{}, err
+	}
+	return status(ctx, conn, m, schema)
+}
+
+// CurrentStatus reports the applied and pending migrations without changing anything.
+func CurrentStatus(ctx context.Context, conn *pgx.Conn, opts Options) (Status, error) {
+	schema, err := opts.schema()
+	if err != nil {
+		return Status{}, err
+	}
+	m, err := newMigrator(ctx, conn, schema, false)
+	if err != nil {
+		return Status{}, err
+	}
+	return status(ctx, conn, m, schema)
+}
+
+// SetAppPassword gives the app role a password. Only a SCRAM verifier made here is sent, so the
+// plaintext never reaches the server or its logs.
+func SetAppPassword(ctx context.Context, conn *pgx.Conn, password string) error {
+	verifier, err := scramsecret.New(password)
+	if err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, fmt.Sprintf("ALTER ROLE %s PASSWORD %s",
+		pgx.Identifier{AppRole}.Sanitize(), quoteLiteral(verifier)))
+	return err
+}
+
+func versionTable(schema string) string {
+	return "public.tenantproxy_version_" + schema
+}
+
+// newMigrator loads the templates. With create false and no version table yet, the migrator is
+// built without a connection so that reading the status changes nothing.
+func newMigrator(ctx context.Context, conn *pgx.Conn, schema string, create bool) (*migrate.Migrator, error) {
+	c := conn
+	if !create {
+		exists, err := tableExists(ctx, conn, versionTable(schema))
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			c = nil
+		}
+	}
+	m, err := migrate.NewMigratorEx(ctx, c, versionTable(schema), &migrate.MigratorOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	m.Data = templateData(schema)
+	sub, err := fs.Sub(files, "sql")
+	if err != nil {
+		return nil, err
+	}
+	if err := m.LoadMigrations(sub); err != nil {
+		return nil, fmt.Errorf("migrate: loading migrations: %w", err)
+	}
+	return m, nil
+}
+
+func status(ctx context.Context, conn *pgx.Conn, m *migrate.Migrator, schema string) (Status, error) {
+	s := Status{Schema: schema, Latest: int32(len(m.Migrations))}
+	exists, err := tableExists(ctx, conn, versionTable(schema))
+	if err != nil {
+		return s, err
+	}
+	if exists {
+		if err := conn.QueryRow(ctx, "SELECT version FROM "+versionTable(schema)).Scan(&s.Current); err != nil {
+			return s, err
+		}
+	}
+	for _, mig := range m.Migrations {
+		if mig.Sequence > s.Current {
+			s.Pending = append(s.Pending, mig.Name)
+		}
+	}
+	return s, nil
+}
+
+func tableExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	var ok bool
+	err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&ok)
+	return ok, err
+}
+
+// lockDatabase takes CREATE and TEMPORARY on the current database from PUBLIC: temporary tables
+// could shadow the shared ones, new schemas could hold functions.
+func lockDatabase(ctx context.Context, conn *pgx.Conn) error {
+	var db string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		return err
+	}
+	ident := pgx.Identifier{db}.Sanitize()
+	_, err := conn.Exec(ctx, fmt.Sprintf("REVOKE CREATE, TEMPORARY ON DATABASE %s FROM PUBLIC; GRANT CONNECT ON DATABASE %s TO %s",
+		ident, ident, pgx.Identifier{AppRole}.Sanitize()))
+	return err
+}
+
+// rlsTemplates gives templates the policy helper: {{.rls.Table "entities"}}.
+type rlsTemplates struct{ schema string }
+
+func (r rlsTemplates) Table(table string) (string, error) {
+	return policy.RLSPolicySQL(policy.RLSTable{Schema: r.schema, Table: table})
+}
+
+func templateData(schema string) map[string]any {
+	return map[string]any{
+		"schema":            pgx.Identifier{schema}.Sanitize(),
+		"owner":             pgx.Identifier{OwnerRole}.Sanitize(),
+		"app":               pgx.Identifier{AppRole}.Sanitize(),
+		"ownerLiteral":      quoteLiteral(OwnerRole),
+		"appLiteral":        quoteLiteral(AppRole),
+		"rls":               rlsTemplates{schema: schema},
+		"lockdownFunctions": textArray(policy.LockdownFunctions),
+		"lockdownViews":     textArray(policy.LockdownViews),
+		"lockdownLanguages": quoteIdentifiers(policy.LockdownLanguages),
+	}
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func textArray(items []string) string {
+	quoted := make([]string, len(items))
+	for i, s := range items {
+		quoted[i] = quoteLiteral(s)
+	}
+	return "ARRAY[" + strings.Join(quoted, ", ") + "]::text[]"
+}
+
+func quoteIdentifiers(items []string) []string {
+	quoted := make([]string, len(items))
+	for i, s := range items {
+		quoted[i] = pgx.Identifier{s}.Sanitize()
+	}
+	return quoted
+}

@@ -1,0 +1,35 @@
+-- The database lockdown: no path is left to the app role that runs a query string, changes a
+-- setting by function, or shows another session's work. Then a SET or RESET statement, which the
+-- proxy's guard inspects, is the only way to touch the tenant context. The lists live in the Go
+-- policy package, which `tenantproxy check` verifies against.
+--
+-- Privileges on pg_catalog functions and views belong to each database: this changes only the
+-- database being migrated. Privileges on the database itself (no TEMP, no CREATE) are not copied
+-- when a database is created from a template, so `migrate up` applies them on every run instead.
+DO $lockdown$
+DECLARE
+	f regprocedure;
+	v text;
+BEGIN
+	FOR f IN
+		SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+		WHERE p.pronamespace = 'pg_catalog'::regnamespace
+		  AND p.proname = ANY ({{.lockdownFunctions}})
+	LOOP
+		EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+	END LOOP;
+
+	FOREACH v IN ARRAY {{.lockdownViews}} LOOP
+		IF to_regclass('pg_catalog.' || quote_ident(v)) IS NOT NULL THEN
+			EXECUTE format('REVOKE ALL ON pg_catalog.%I FROM PUBLIC', v);
+		END IF;
+	END LOOP;
+END
+$lockdown$;
+
+-- pg_settings accepts UPDATE, which calls set_config.
+REVOKE UPDATE ON pg_catalog.pg_settings FROM PUBLIC;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+{{range .lockdownLanguages}}
+REVOKE USAGE ON LANGUAGE {{.}} FROM PUBLIC;
+{{- end}}

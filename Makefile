@@ -1,0 +1,29 @@
+# tenantproxy: `make test` runs every test.
+SHELL := /bin/bash
+GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
+
+.PHONY: test deps db db-stop build vet
+
+# Every test: go vet, then the Go suite (unit, database, proxy, psql and node-postgres clients).
+test: deps vet
+	$(GO) test -count=1 ./...
+
+# Install what the tests and the demo need when it is missing: PostgreSQL, pgvector, node-postgres.
+deps:
+	scripts/pgenv install
+	scripts/node-deps
+
+build:
+	$(GO) build -o bin/tenantproxy ./cmd/tenantproxy
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+
+# The private development database (.pgdata, 127.0.0.1:55432).
+db:
+	scripts/pgenv install
+	scripts/pgenv start
+
+db-stop:
+	scripts/pgenv stop

@@ -1,0 +1,320 @@
+// Package wire frames PostgreSQL protocol messages on a byte stream without decoding them.
+//
+// A message is a type byte, a big-endian int32 length that counts itself but not the type byte,
+// and a body. Reader hands out whole messages as slices of its own buffer, valid until the next
+// call, so relaying a message costs one copy into the other side's Writer and no allocation.
+// Messages larger than the buffer can be streamed through (CopyBody) without ever being held
+// whole in memory.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// HeaderSize is the type byte and the length.
+const HeaderSize = 5
+
+// ErrTooLarge is returned for a message whose declared length exceeds the limit.
+var ErrTooLarge = errors.New("message too large")
+
+// ErrMalformed is returned for a length that cannot be right (less than 4).
+var ErrMalformed = errors.New("malformed message length")
+
+// homeSize is each Reader's own buffer: large enough for the messages of ordinary OLTP traffic,
+// small enough that ten thousand idle clients cost little. Larger messages borrow from bigPool.
+const homeSize = 2048
+
+// bigSize is the size of a borrowed buffer.
+const bigSize = 64 << 10
+
+var bigPool = sync.Pool{New: func() any { b := make([]byte, bigSize); return &b }}
+
+// Reader reads messages from an io.Reader.
+type Reader struct {
+	src  io.Reader
+	home [homeSize]byte
+	buf  []byte // home[:], a borrowed big buffer, or an exact-size allocation for a huge message
+	big  *[]byte
+	r, w int
+
+	// Limit is the largest message (header included) Next accepts.
+	Limit int
+	// BeforeBlock, when set, runs before a read that may block: the place to flush writes
+	// to the other side, so nothing waits in a buffer while we wait for input.
+	BeforeBlock func() error
+}
+
+// NewReader returns a Reader of src that accepts messages up to limit bytes.
+func NewReader(src io.Reader, limit int) *Reader {
+	r := &Reader{src: src, Limit: limit}
+	r.buf = r.home[:]
+	return r
+}
+
+// Buffered is the number of bytes read but not yet consumed.
+func (r *Reader) Buffered() int { return r.w - r.r }
+
+// HasMessage reports whether a whole message is already buffered, so Next will not block.
+func (r *Reader) HasMessage() bool {
+	if r.w-r.r < HeaderSize {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(r.buf[r.r+1:]))
+	return n >= 4 && r.w-r.r >= n+1
+}
+
+// fill reads until at least n bytes are buffered, growing the buffer if it must.
+func (r *Reader) fill(n int) error {
+	if r.w-r.r >= n {
+		return nil
+	}
+	if r.r == r.w {
+		r.r, r.w = 0, 0
+		r.shrink()
+	}
+	if n > len(r.buf)-r.r {
+		r.grow(n)
+	}
+	for r.w-r.r < n {
+		if r.BeforeBlock != nil {
+			if err := r.BeforeBlock(); err != nil {
+				return err
+			}
+		}
+		m, err := r.src.Read(r.buf[r.w:])
+		r.w += m
+		if err != nil {
+			if r.w-r.r >= n {
+				return nil
+			}
+			if err == io.EOF && r.w > r.r {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// grow makes room for n unconsumed bytes from r.r.
+func (r *Reader) grow(n int) {
+	var next []byte
+	var big *[]byte
+	switch {
+	case n <= homeSize:
+		next = r.home[:]
+	case n <= bigSize:
+		if r.big != nil {
+			next = *r.big
+			big = r.big
+		} else {
+			big = bigPool.Get().(*[]byte)
+			next = *big
+		}
+	default:
+		next = make([]byte, n)
+	}
+	// next may be the buffer we already use: copy is a move to the front then.
+	used := copy(next, r.buf[r.r:r.w])
+	if r.big != nil && big != r.big {
+		bigPool.Put(r.big)
+	}
+	r.buf, r.big = next, big
+	r.r, r.w = 0, used
+}
+
+// shrink returns a borrowed buffer once nothing is buffered.
+func (r *Reader) shrink() {
+	if r.big != nil || len(r.buf) != homeSize {
+		if r.big != nil {
+			bigPool.Put(r.big)
+			r.big = nil
+		}
+		r.buf = r.home[:]
+	}
+}
+
+// PeekHeader waits for the next message's header and returns its type and whole length
+// (header included) without consuming anything.
+func (r *Reader) PeekHeader() (typ byte, size int, err error) {
+	if err := r.fill(HeaderSize); err != nil {
+		return 0, 0, err
+	}
+	n := int(binary.BigEndian.Uint32(r.buf[r.r+1:]))
+	if n < 4 {
+		return 0, 0, ErrMalformed
+	}
+	return r.buf[r.r], n + 1, nil
+}
+
+// Next returns the next whole message, header included.
+func (r *Reader) Next() (typ byte, msg []byte, err error) {
+	typ, size, err := r.PeekHeader()
+	if err != nil {
+		return 0, nil, err
+	}
+	if size > r.Limit {
+		return typ, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, r.Limit)
+	}
+	if err := r.fill(size); err != nil {
+		return 0, nil, err
+	}
+	msg = r.buf[r.r : r.r+size]
+	r.r += size
+	return typ, msg, nil
+}
+
+// CopyMessage streams the next message, whatever its size, to w without holding it whole.
+func (r *Reader) CopyMessage(w *Writer) error {
+	_, size, err := r.PeekHeader()
+	if err != nil {
+		return err
+	}
+	for size > 0 {
+		if r.r == r.w {
+			if err := r.fill(1); err != nil {
+				return err
+			}
+		}
+		chunk := min(size, r.w-r.r)
+		w.Write(r.buf[r.r : r.r+chunk])
+		r.r += chunk
+		size -= chunk
+	}
+	return nil
+}
+
+// Skip discards the next message, whatever its size.
+func (r *Reader) Skip() error {
+	_, size, err := r.PeekHeader()
+	if err != nil {
+		return err
+	}
+	for size > 0 {
+		if r.r == r.w {
+			if err := r.fill(1); err != nil {
+				return err
+			}
+		}
+		chunk := min(size, r.w-r.r)
+		r.r += chunk
+		size -= chunk
+	}
+	return nil
+}
+
+// NextStartup returns the next untyped message (startup, SSL, GSS and cancel requests), which
+// begins with its length instead of a type byte.
+func (r *Reader) NextStartup() ([]byte, error) {
+	if err := r.fill(4); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(r.buf[r.r:]))
+	if n < 8 {
+		return nil, ErrMalformed
+	}
+	if n > r.Limit {
+		return nil, fmt.Errorf("%w: startup packet of %d bytes", ErrTooLarge, n)
+	}
+	if err := r.fill(n); err != nil {
+		return nil, err
+	}
+	msg := r.buf[r.r : r.r+n]
+	r.r += n
+	return msg, nil
+}
+
+// Reset points the Reader at a new source (after a TLS handshake). Nothing may be buffered.
+func (r *Reader) Reset(src io.Reader) {
+	r.src = src
+}
+
+// Writer buffers messages for one Flush. Its buffer is borrowed when the first byte is
+// written and returned when a Flush empties it, so an idle connection holds none. A write error
+// sticks: later writes are dropped and every Flush returns it.
+type Writer struct {
+	dst io.Writer
+	buf *[]byte
+	err error
+}
+
+// NewWriter returns a Writer to dst.
+func NewWriter(dst io.Writer) *Writer { return &Writer{dst: dst} }
+
+// Buffered is the number of bytes waiting for Flush.
+func (w *Writer) Buffered() int {
+	if w.buf == nil {
+		return 0
+	}
+	return len(*w.buf)
+}
+
+// Write appends p. Errors surface at Flush. Once a bigSize worth is buffered it is written out,
+// so relaying a large result holds at most about that much.
+func (w *Writer) Write(p []byte) {
+	if w.buf == nil {
+		w.buf = bigPool.Get().(*[]byte)
+		*w.buf = (*w.buf)[:0]
+	}
+	*w.buf = append(*w.buf, p...)
+	if len(*w.buf) >= bigSize {
+		w.Flush()
+	}
+}
+
+// Bytes gives room to build a message in place: append to the returned slice and pass it to
+// Commit.
+func (w *Writer) Bytes() []byte {
+	if w.buf == nil {
+		w.buf = bigPool.Get().(*[]byte)
+		*w.buf = (*w.buf)[:0]
+	}
+	return *w.buf
+}
+
+// Commit keeps what was appended to the slice Bytes returned.
+func (w *Writer) Commit(b []byte) { *w.buf = b }
+
+// Flush writes everything buffered.
+func (w *Writer) Flush() error {
+	if w.buf == nil {
+		return w.err
+	}
+	b := *w.buf
+	if len(b) > 0 && w.err == nil {
+		_, w.err = w.dst.Write(b)
+	}
+	// A buffer that grew far beyond the usual size is dropped rather than pooled.
+	if cap(b) <= 4*bigSize {
+		*w.buf = b[:0]
+		bigPool.Put(w.buf)
+	}
+	w.buf = nil
+	return w.err
+}
+
+// BeginMessage starts a message of type typ in b and returns b and the offset of its length.
+func BeginMessage(b []byte, typ byte) ([]byte, int) {
+	b = append(b, typ, 0, 0, 0, 0)
+	return b, len(b) - 4
+}
+
+// EndMessage writes the length of the message begun at offset.
+func EndMessage(b []byte, offset int) []byte {
+	binary.BigEndian.PutUint32(b[offset:], uint32(len(b)-offset))
+	return b
+}
+
+// CString returns the NUL-terminated string at the start of b and what follows it.
+func CString(b []byte) (s []byte, rest []byte, ok bool) {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i], b[i+1:], true
+		}
+	}
+	return nil, nil, false
+}

@@ -19,7 +19,10 @@ type exitError int
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 var commands = map[string]func(args []string) error{
+	"serve":   runServe,
 	"migrate": runMigrate,
+	"check":   runCheck,
+	"passwd":  runPasswd,
 }
 
 func main() {

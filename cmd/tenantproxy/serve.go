@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/tenantproxy/tenantproxy/config"
+	"github.com/tenantproxy/tenantproxy/proxy"
+)
+
+func runServe(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "tenantproxy.toml", "configuration file")
+	insecure := fs.Bool("insecure-skip-check", false, "serve even if the database fails the isolation check (logs a warning)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log)
+
+	if err := checkBeforeServing(cfg, log, *insecure); err != nil {
+		return err
+	}
+
+	srv, err := proxy.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (set listen in the config, or TENANTPROXY_LISTEN)", cfg.Listen, err)
+	}
+	log.Info().Str("listen", ln.Addr().String()).Str("pool_mode", cfg.Pool.Mode).
+		Str("backend", fmt.Sprintf("%s:%d/%s", cfg.Backend.Host, cfg.Backend.Port, cfg.Backend.Database)).
+		Msg("tenantproxy serving")
+
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(srv.Metrics().Registry, promhttp.HandlerOpts{}))
+		hs := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error().Err(err).Msg("metrics server")
+			}
+		}()
+		defer hs.Close()
+	}
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-stop
+		log.Info().Str("signal", sig.String()).Msg("shutting down: waiting up to 30s for clients")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	return srv.Serve(ln)
+}
+
+func newLogger(c config.Log) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(c.Level)
+	var log zerolog.Logger
+	if c.Format == "console" {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.DateTime})
+	} else {
+		log = zerolog.New(os.Stderr)
+	}
+	return log.Level(level).With().Timestamp().Logger()
+}

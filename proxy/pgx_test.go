@@ -1,0 +1,414 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tenantproxy/tenantproxy/internal/pgtest"
+)
+
+func TestEachUserSeesOnlyItsTenant(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		seedEntities(t, p.db, "acme", 3)
+		seedEntities(t, p.db, "globex", 2)
+		for user, want := range map[string]string{"alice": "acme", "bob": "globex", "carol": "acme"} {
+			conn := p.connect(t, user)
+			if got := visibleTenants(t, conn); !slices.Equal(got, []string{want}) {
+				t.Errorf("%s sees tenants %v, want [%s]", user, got, want)
+			}
+			if got := tenantOf(t, conn); got != want {
+				t.Errorf("%s: SHOW app.current_tenant_id = %q, want %q", user, got, want)
+			}
+		}
+	})
+}
+
+func TestTenantChoice(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		cases := []struct {
+			user, extra, want string
+		}{
+			{"carol", "", "acme"},
+			{"carol", "tenant=globex", "globex"},
+			{"carol", "options=-c%20tenant%3Dglobex", "globex"},
+			{"carol", "options=--tenant%3Dglobex", "globex"},
+			{"dave", "tenant=acme", "acme"},
+			{"alice", "tenant=acme", "acme"},
+		}
+		for _, c := range cases {
+			conn := p.connect(t, c.user, c.extra)
+			if got := tenantOf(t, conn); got != c.want {
+				t.Errorf("%s with %q: tenant %q, want %q", c.user, c.extra, got, c.want)
+			}
+		}
+	})
+}
+
+func TestSimpleAndExtendedProtocol(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		for _, mode := range []pgx.QueryExecMode{
+			pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec,
+			pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol,
+		} {
+			conn := p.connect(t, "alice", "default_query_exec_mode="+queryExecModeName(mode))
+			for i := range 5 {
+				var n int
+				var s string
+				if err := conn.QueryRow(ctx, "SELECT $1::int + 1, $2::text", i, "x").Scan(&n, &s); err != nil {
+					t.Fatalf("mode %v: %v", mode, err)
+				}
+				if n != i+1 || s != "x" {
+					t.Errorf("mode %v: got %d %q", mode, n, s)
+				}
+			}
+			mustExec(t, conn, "INSERT INTO llmspell.entities (tenant_id, entity_type, name) VALUES ($1, $2, $3)", "acme", "t", "n")
+			if got := tenantOf(t, conn); got != "acme" {
+				t.Errorf("mode %v: tenant %q", mode, got)
+			}
+		}
+	})
+}
+
+func queryExecModeName(m pgx.QueryExecMode) string {
+	switch m {
+	case pgx.QueryExecModeCacheStatement:
+		return "cache_statement"
+	case pgx.QueryExecModeCacheDescribe:
+		return "cache_describe"
+	case pgx.QueryExecModeDescribeExec:
+		return "describe_exec"
+	case pgx.QueryExecModeExec:
+		return "exec"
+	default:
+		return "simple_protocol"
+	}
+}
+
+func TestPreparedStatementsAcrossTransactions(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		// Many connections using the same named statements, so in transaction mode each is
+		// served by several backends and the proxy must prepare statements where they run.
+		var conns []*pgx.Conn
+		for range 15 {
+			conns = append(conns, p.connect(t, "alice"))
+		}
+		for round := range 10 {
+			for i, conn := range conns {
+				sd, err := conn.Prepare(ctx, "by_name", "SELECT $1::int * 2 + $2::int")
+				if err != nil {
+					t.Fatalf("prepare: %v", err)
+				}
+				if len(sd.ParamOIDs) != 2 {
+					t.Fatalf("prepared statement has %d parameters", len(sd.ParamOIDs))
+				}
+				var n int
+				if err := conn.QueryRow(ctx, "by_name", round, i).Scan(&n); err != nil {
+					t.Fatalf("round %d conn %d: %v", round, i, err)
+				}
+				if n != round*2+i {
+					t.Errorf("got %d, want %d", n, round*2+i)
+				}
+			}
+		}
+		// Deallocating one client's statement leaves the others working.
+		if err := conns[0].Deallocate(ctx, "by_name"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conns[0].Exec(ctx, "by_name", 1, 2); err == nil {
+			t.Error("a deallocated statement still ran")
+		}
+		var n int
+		if err := conns[1].QueryRow(ctx, "by_name", 1, 2).Scan(&n); err != nil || n != 4 {
+			t.Errorf("another client's statement: %d, %v", n, err)
+		}
+	})
+}
+
+func TestBatchesAndPipelines(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		conn := p.connect(t, "bob")
+		batch := &pgx.Batch{}
+		for i := range 200 {
+			batch.Queue("INSERT INTO llmspell.entities (tenant_id, entity_type, name) VALUES ('globex', 'doc', $1)", fmt.Sprint(i))
+		}
+		batch.Queue("SELECT count(*) FROM llmspell.entities")
+		batch.Queue("SELECT current_setting('app.current_tenant_id')")
+		res := conn.SendBatch(ctx, batch)
+		for i := range 200 {
+			if _, err := res.Exec(); err != nil {
+				t.Fatalf("insert %d: %v", i, err)
+			}
+		}
+		var n int
+		if err := res.QueryRow().Scan(&n); err != nil || n != 200 {
+			t.Errorf("count %d, %v", n, err)
+		}
+		var tenant string
+		if err := res.QueryRow().Scan(&tenant); err != nil || tenant != "globex" {
+			t.Errorf("tenant %q, %v", tenant, err)
+		}
+		if err := res.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		// A batch with an error in the middle: the rest is skipped, the connection recovers.
+		batch = &pgx.Batch{}
+		batch.Queue("SELECT 1")
+		batch.Queue("SELECT 1/0")
+		batch.Queue("SELECT 3")
+		res = conn.SendBatch(ctx, batch)
+		if _, err := res.Exec(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := res.Exec()
+		wantCode(t, err, "22012")
+		res.Close()
+		if got := queryInt(t, conn, "SELECT 42"); got != 42 {
+			t.Errorf("after a failed batch: %d", got)
+		}
+
+		// Low-level pipeline with several Syncs.
+		pipeline := conn.PgConn().StartPipeline(ctx)
+		for i := range 20 {
+			pipeline.SendQueryParams("SELECT $1::int", [][]byte{[]byte(fmt.Sprint(i))}, nil, nil, nil)
+			pipeline.SendPipelineSync()
+		}
+		if err := pipeline.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 20 {
+			r, err := pipeline.GetResults()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rr := r.(*pgconn.ResultReader)
+			rows := rr.Read()
+			if rows.Err != nil || len(rows.Rows) != 1 || string(rows.Rows[0][0]) != fmt.Sprint(i) {
+				t.Fatalf("pipeline result %d: %+v", i, rows)
+			}
+			if _, err := pipeline.GetResults(); err != nil { // the Sync
+				t.Fatal(err)
+			}
+		}
+		if err := pipeline.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestCopyInAndOut(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		// PostgreSQL refuses COPY FROM into a table under row-level security (rows would skip
+		// the policies), so COPY in goes to a plain table; COPY out reads the tenant tables.
+		admin := pgtest.Connect(t, p.db.AdminURL)
+		mustExec(t, admin, "CREATE TABLE public.copy_target (tenant_id text, body text)")
+		mustExec(t, admin, "GRANT SELECT, INSERT ON public.copy_target TO tenantproxy_app")
+		seedEntities(t, p.db, "acme", 5000)
+		seedEntities(t, p.db, "globex", 10)
+
+		conn := p.connect(t, "alice")
+		var rows [][]any
+		for i := range 5000 {
+			rows = append(rows, []any{"acme", fmt.Sprintf("row %d %s", i, strings.Repeat("x", 100))})
+		}
+		n, err := conn.CopyFrom(ctx, pgx.Identifier{"public", "copy_target"}, []string{"tenant_id", "body"}, pgx.CopyFromRows(rows))
+		if err != nil || n != 5000 {
+			t.Fatalf("copy from: %d, %v", n, err)
+		}
+		_, err = conn.CopyFrom(ctx, pgx.Identifier{"llmspell", "entities"}, []string{"tenant_id", "entity_type", "name"},
+			pgx.CopyFromRows([][]any{{"globex", "x", "y"}}))
+		wantCode(t, err, "0A000") // COPY FROM not supported with row-level security
+		if got := queryInt(t, conn, "SELECT count(*) FROM public.copy_target"); got != 5000 {
+			t.Errorf("copied rows: %d", got)
+		}
+
+		var out strings.Builder
+		tag, err := conn.PgConn().CopyTo(ctx, &out, "COPY (SELECT tenant_id, name FROM llmspell.entities ORDER BY name) TO STDOUT")
+		if err != nil || tag.RowsAffected() != 5000 {
+			t.Fatalf("copy to: %v, %v", tag, err)
+		}
+		for line := range strings.Lines(out.String()) {
+			if !strings.HasPrefix(line, "acme\t") {
+				t.Fatalf("copy out produced %q", line)
+			}
+		}
+		out.Reset()
+		if _, err := conn.PgConn().CopyTo(ctx, &out, "COPY llmspell.entities TO STDOUT"); err != nil || strings.Contains(out.String(), "globex") {
+			t.Errorf("COPY table TO STDOUT: %v, saw globex: %v", err, strings.Contains(out.String(), "globex"))
+		}
+		if got := tenantOf(t, conn); got != "acme" {
+			t.Errorf("tenant after copy: %q", got)
+		}
+	})
+}
+
+func TestLargeResultsAndMessages(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		conn := p.connect(t, "alice")
+		// 100,000 rows, and one row of 20 MB: both stream through the proxy.
+		if got := queryInt(t, conn, "SELECT count(*) FROM (SELECT g FROM generate_series(1, 100000) g) s"); got != 100000 {
+			t.Errorf("count %d", got)
+		}
+		rows, err := conn.Query(ctx, "SELECT g, repeat('y', 50) FROM generate_series(1, 100000) g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := 0
+		for rows.Next() {
+			seen++
+		}
+		if rows.Err() != nil || seen != 100000 {
+			t.Errorf("read %d rows: %v", seen, rows.Err())
+		}
+		var big string
+		if err := conn.QueryRow(ctx, "SELECT repeat('z', 20000000)").Scan(&big); err != nil || len(big) != 20000000 {
+			t.Errorf("big value: %d bytes, %v", len(big), err)
+		}
+		// A 5 MB parameter goes the other way.
+		var l int
+		if err := conn.QueryRow(ctx, "SELECT length($1::text)", strings.Repeat("q", 5<<20)).Scan(&l); err != nil || l != 5<<20 {
+			t.Errorf("big parameter: %d, %v", l, err)
+		}
+	})
+}
+
+func TestNoticesAndErrorsInTransactions(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		var notices []string
+		cfg, err := pgx.ParseConfig(p.url("alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+
+		mustExec(t, conn, "ROLLBACK") // a notice: no transaction in progress
+		if len(notices) != 1 || !strings.Contains(notices[0], "no transaction in progress") {
+			t.Errorf("notices %v", notices)
+		}
+
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, conn, "INSERT INTO llmspell.entities (tenant_id, entity_type, name) VALUES ('acme', 'x', 'rolled back')")
+		_, err = tx.Exec(ctx, "SELECT 1/0")
+		wantCode(t, err, "22012")
+		_, err = tx.Exec(ctx, "SELECT 1")
+		wantCode(t, err, "25P02") // the transaction is failed until rollback
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := queryInt(t, conn, "SELECT count(*) FROM llmspell.entities WHERE name = 'rolled back'"); got != 0 {
+			t.Errorf("rolled-back row visible: %d", got)
+		}
+
+		// Savepoints work inside a transaction.
+		tx, _ = conn.Begin(ctx)
+		mustExec(t, conn, "INSERT INTO llmspell.entities (tenant_id, entity_type, name) VALUES ('acme', 'x', 'kept')")
+		mustExec(t, conn, "SAVEPOINT s")
+		if _, err := conn.Exec(ctx, "INSERT INTO llmspell.entities (tenant_id, entity_type, name) VALUES ('globex', 'x', 'refused')"); err == nil {
+			t.Error("insert into another tenant succeeded")
+		}
+		mustExec(t, conn, "ROLLBACK TO SAVEPOINT s")
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := queryInt(t, conn, "SELECT count(*) FROM llmspell.entities WHERE name = 'kept'"); got != 1 {
+			t.Errorf("kept rows: %d", got)
+		}
+	})
+}
+
+func TestCancel(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		conn := p.connect(t, "alice")
+		other := p.connect(t, "bob")
+		done := make(chan error, 1)
+		go func() {
+			_, err := other.Exec(ctx, "SELECT pg_sleep(1.5)")
+			done <- err
+		}()
+
+		qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := conn.Exec(qctx, "SELECT pg_sleep(30)")
+		if err == nil {
+			t.Fatal("the query was not cancelled")
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			var pgErr *pgconn.PgError
+			if !asPgError(err, &pgErr) || pgErr.Code != "57014" {
+				t.Fatalf("want a cancellation, got %v", err)
+			}
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Errorf("cancel took %v", time.Since(start))
+		}
+		// The other client's query was not cancelled.
+		if err := <-done; err != nil {
+			t.Errorf("bob's query: %v", err)
+		}
+		// A fresh connection for alice works (pgx closes a connection whose context expired).
+		conn = p.connect(t, "alice")
+		if got := tenantOf(t, conn); got != "acme" {
+			t.Errorf("tenant %q", got)
+		}
+
+		// Cancel through the protocol on a connection that stays open.
+		pc := p.connect(t, "alice").PgConn()
+		result := make(chan error, 1)
+		go func() {
+			_, err := pc.Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
+			result <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+		if err := pc.CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-result:
+			wantCode(t, err, "57014")
+		case <-time.After(10 * time.Second):
+			t.Fatal("CancelRequest did not cancel")
+		}
+		if _, err := pc.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+			t.Errorf("after cancel: %v", err)
+		}
+	})
+}
+
+func TestCancelWithAWrongKeyDoesNothing(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		victim := p.connect(t, "bob")
+		done := make(chan error, 1)
+		go func() {
+			_, err := victim.Exec(ctx, "SELECT pg_sleep(1)")
+			done <- err
+		}()
+		time.Sleep(200 * time.Millisecond)
+		// A cancel with a made-up key (and with the attacker's own key) must not reach bob.
+		attacker := p.connect(t, "alice")
+		if err := attacker.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pid := victim.PgConn().PID()
+		sendCancel(t, p.addr, pid, []byte{1, 2, 3, 4})
+		if err := <-done; err != nil {
+			t.Errorf("bob's query was cancelled: %v", err)
+		}
+	})
+}

@@ -1,8 +1,13 @@
-# tenantproxy: `make test` runs every test.
+# tenantproxy: the two commands are `make run` and `make test`.
 SHELL := /bin/bash
 GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
 
-.PHONY: test deps db db-stop build vet
+.PHONY: run test deps db db-stop build vet bench
+
+# Start the private database, migrate it, load demo data and serve config.example.toml on
+# 127.0.0.1:5432 (TENANTPROXY_LISTEN overrides).
+run: deps build db
+	scripts/run-demo
 
 # Every test: go vet, then the Go suite (unit, database, proxy, psql and node-postgres clients).
 test: deps vet

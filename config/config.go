@@ -34,6 +34,9 @@ type Config struct {
 	AllowMD5 bool `toml:"allow_md5"`
 	// MetricsListen, when set, serves Prometheus metrics at /metrics on that address.
 	MetricsListen string `toml:"metrics_listen"`
+	// Threads is how many OS threads run Go code at once (GOMAXPROCS); 0 picks half the CPUs
+	// (at least one), since the proxy shares machines with the database and its clients.
+	Threads int `toml:"threads"`
 
 	TLS     TLS             `toml:"tls"`
 	Backend Backend         `toml:"backend"`
@@ -276,6 +279,9 @@ func (c *Config) validate(name string, data []byte) error {
 	}
 	if c.Database == "" {
 		bad("database", "must be set")
+	}
+	if c.Threads < 0 {
+		bad("threads", "must be 0 (automatic) or more")
 	}
 	if c.MaxClients < 1 {
 		bad("max_client_connections", "must be at least 1")

@@ -72,12 +72,19 @@ func NewPool(cfg Config, log zerolog.Logger) *Pool {
 // client's tracked settings, by name). It waits up to the checkout timeout for a free session.
 func (p *Pool) Acquire(ctx context.Context, tenant string, want map[string]string) (*Backend, error) {
 	p.stats.acquires.Add(1)
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.CheckoutTimeout)
-	defer cancel()
+	var cancel context.CancelFunc = func() {}
+	defer func() { cancel() }()
 	for {
-		b, err := p.take(ctx, tenant)
-		if err != nil {
-			return nil, err
+		// Most checkouts find an idle session at once: the deadline is only armed to wait.
+		b := p.takeIdleNow(tenant)
+		if b == nil {
+			if _, ok := ctx.Deadline(); !ok {
+				ctx, cancel = context.WithTimeout(ctx, p.cfg.CheckoutTimeout)
+			}
+			var err error
+			if b, err = p.take(ctx, tenant); err != nil {
+				return nil, err
+			}
 		}
 		if b.lastUsed.Before(time.Now().Add(-p.cfg.CheckAfter)) && !b.alive() {
 			p.Discard(b)
@@ -89,6 +96,16 @@ func (p *Pool) Acquire(ctx context.Context, tenant string, want map[string]strin
 		}
 		return b, nil
 	}
+}
+
+// takeIdleNow pops an idle session without waiting, or returns nil.
+func (p *Pool) takeIdleNow(tenant string) *Backend {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	return p.takeIdle(tenant)
 }
 
 // take finds an idle session (one of tenant first), opens one if the pool has room, or waits.

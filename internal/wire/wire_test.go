@@ -1,0 +1,181 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+	"testing/iotest"
+)
+
+func message(typ byte, body []byte) []byte {
+	m := []byte{typ, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(m[1:], uint32(4+len(body)))
+	return append(m, body...)
+}
+
+func TestNextReadsWholeMessagesOneByteAtATime(t *testing.T) {
+	var stream []byte
+	for i := range 50 {
+		stream = append(stream, message('Q', bytes.Repeat([]byte{byte(i)}, i*97))...)
+	}
+	r := NewReader(iotest.OneByteReader(bytes.NewReader(stream)), 1<<20)
+	for i := range 50 {
+		typ, msg, err := r.Next()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if typ != 'Q' || len(msg) != 5+i*97 || (i > 0 && msg[5] != byte(i)) {
+			t.Fatalf("message %d: type %q, %d bytes", i, typ, len(msg))
+		}
+	}
+	if _, _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the last message: %v", err)
+	}
+}
+
+func TestLimitsAndMalformedLengths(t *testing.T) {
+	r := NewReader(bytes.NewReader(message('Q', make([]byte, 100))), 50)
+	if _, _, err := r.Next(); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("over the limit: %v", err)
+	}
+	r = NewReader(bytes.NewReader([]byte{'Q', 0, 0, 0, 3}), 50)
+	if _, _, err := r.Next(); !errors.Is(err, ErrMalformed) {
+		t.Errorf("length 3: %v", err)
+	}
+	r = NewReader(bytes.NewReader([]byte{'Q', 0, 0, 0, 9, 'x'}), 50)
+	if _, _, err := r.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("truncated: %v", err)
+	}
+	r = NewReader(bytes.NewReader([]byte{0, 0, 0, 4}), 50)
+	if _, err := r.NextStartup(); !errors.Is(err, ErrMalformed) {
+		t.Errorf("startup length 4: %v", err)
+	}
+}
+
+func TestHasMessageNeverBlocks(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := NewReader(pr, 1<<20)
+	if r.HasMessage() {
+		t.Fatal("HasMessage with nothing read")
+	}
+	go pw.Write(append(message('S', nil), message('Q', []byte("partial"))[:7]...))
+	if _, _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if r.HasMessage() {
+		t.Error("HasMessage with half a message buffered")
+	}
+}
+
+// A message bigger than any buffer streams through byte for byte, and the reader gives its
+// borrowed buffer back afterwards.
+func TestCopyMessageStreamsLargeMessages(t *testing.T) {
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	stream := append(message('D', big), message('C', []byte("SELECT 1\x00"))...)
+	r := NewReader(iotest.HalfReader(bytes.NewReader(stream)), 1024)
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	if err := r.CopyMessage(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), message('D', big)) {
+		t.Fatal("the streamed message differs")
+	}
+	typ, msg, err := r.Next()
+	if err != nil || typ != 'C' || string(msg[5:]) != "SELECT 1\x00" {
+		t.Fatalf("next: %q %q %v", typ, msg, err)
+	}
+	if _, _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	if len(r.buf) != homeSize || r.big != nil {
+		t.Errorf("after draining, buffer of %d bytes (borrowed %v)", len(r.buf), r.big != nil)
+	}
+}
+
+func TestSkip(t *testing.T) {
+	stream := append(message('D', make([]byte, 200000)), message('Z', []byte{'I'})...)
+	r := NewReader(bytes.NewReader(stream), 10)
+	if err := r.Skip(); err != nil {
+		t.Fatal(err)
+	}
+	typ, msg, err := r.Next()
+	if err != nil || typ != 'Z' || msg[5] != 'I' {
+		t.Fatalf("after skip: %q %v", typ, err)
+	}
+}
+
+func TestBeforeBlockRunsOnlyBeforeBlocking(t *testing.T) {
+	stream := append(message('Q', []byte("a\x00")), message('Q', []byte("b\x00"))...)
+	r := NewReader(bytes.NewReader(stream), 100)
+	calls := 0
+	r.BeforeBlock = func() error { calls++; return nil }
+	for range 2 {
+		if _, _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("BeforeBlock ran %d times for one read from the source", calls)
+	}
+	r.BeforeBlock = func() error { return errors.New("flush failed") }
+	if _, _, err := r.Next(); err == nil || err.Error() != "flush failed" {
+		t.Errorf("a failing BeforeBlock: %v", err)
+	}
+}
+
+type failingWriter struct{ n int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	f.n++
+	return 0, errors.New("broken pipe")
+}
+
+func TestWriterBorrowsOnlyWhileHolding(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	if w.buf != nil {
+		t.Fatal("a new writer holds a buffer")
+	}
+	b, at := BeginMessage(w.Bytes(), 'Q')
+	b = append(b, "SELECT 1\x00"...)
+	w.Commit(EndMessage(b, at))
+	if w.Buffered() != 14 {
+		t.Fatalf("buffered %d", w.Buffered())
+	}
+	if err := w.Flush(); err != nil || w.buf != nil {
+		t.Fatalf("flush: %v, still holding %v", err, w.buf != nil)
+	}
+	if !bytes.Equal(out.Bytes(), message('Q', []byte("SELECT 1\x00"))) {
+		t.Errorf("wrote %q", out.Bytes())
+	}
+
+	fw := &failingWriter{}
+	w = NewWriter(fw)
+	w.Write([]byte("x"))
+	if err := w.Flush(); err == nil {
+		t.Fatal("no error from a failing destination")
+	}
+	w.Write([]byte("y"))
+	if err := w.Flush(); err == nil || fw.n != 1 {
+		t.Errorf("after an error: %v, %d writes attempted", err, fw.n)
+	}
+}
+
+func TestCString(t *testing.T) {
+	s, rest, ok := CString([]byte("abc\x00def"))
+	if !ok || string(s) != "abc" || string(rest) != "def" {
+		t.Errorf("got %q %q %v", s, rest, ok)
+	}
+	if _, _, ok := CString([]byte("abc")); ok {
+		t.Error("a string without NUL")
+	}
+}

@@ -1,0 +1,313 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
+
+	"github.com/tenantproxy/tenantproxy/internal/pgtest"
+	"github.com/tenantproxy/tenantproxy/session"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var ctx = context.Background()
+
+func newPool(t *testing.T, db *pgtest.DB, edit func(*session.Config)) *session.Pool {
+	t.Helper()
+	conn, err := pgconn.ParseConfig(db.AppURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := session.Config{
+		Conn: conn, Setting: "app.current_tenant_id", Size: 2, MaxLifetime: time.Hour,
+		IdleTimeout: time.Hour, CheckoutTimeout: 2 * time.Second, MaxPreparedStatements: 100,
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	p := session.NewPool(cfg, zerolog.Nop())
+	t.Cleanup(p.Close)
+	return p
+}
+
+// show asks the session itself for a setting's value.
+func show(t *testing.T, b *session.Backend, name string) string {
+	t.Helper()
+	return queryOne(t, b, "SHOW "+name)
+}
+
+// queryOne runs sql over the raw protocol and returns the first column of its last row.
+func queryOne(t *testing.T, b *session.Backend, sql string) string {
+	t.Helper()
+	buf := append([]byte{'Q', 0, 0, 0, 0}, sql...)
+	buf = append(buf, 0)
+	n := len(buf) - 1
+	buf[1], buf[2], buf[3], buf[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	b.Out.Write(buf)
+	var value string
+	for {
+		typ, msg, err := b.In.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch typ {
+		case 'D':
+			l := int(msg[7])<<24 | int(msg[8])<<16 | int(msg[9])<<8 | int(msg[10])
+			value = string(msg[11 : 11+l])
+		case 'E':
+			t.Fatalf("%s: %v", sql, session.DecodeError(msg))
+		case 'Z':
+			b.TxStatus = msg[5]
+			return value
+		}
+	}
+}
+
+func TestAcquireSetsTheTenantOnlyWhenItMustAndPrefersTheSameTenant(t *testing.T) {
+	p := newPool(t, pgtest.New(t), nil)
+	a, err := p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(t, a, "app.current_tenant_id"); got != "acme" || a.Tenant != "acme" {
+		t.Fatalf("tenant %q (%q)", got, a.Tenant)
+	}
+	g, err := p.Acquire(ctx, "globex", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(a)
+	p.Release(g) // the most recently released is globex's
+	switches := p.Stats().Switches
+
+	again, err := p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != a {
+		t.Error("acme did not get its own idle session back")
+	}
+	if p.Stats().Switches != switches {
+		t.Error("the tenant context was set again although it was in place")
+	}
+	if got := show(t, again, "app.current_tenant_id"); got != "acme" {
+		t.Errorf("tenant %q", got)
+	}
+	p.Release(again)
+
+	// A third tenant takes an idle session of another and switches it.
+	i, err := p.Acquire(ctx, "initech", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(t, i, "app.current_tenant_id"); got != "initech" || p.Stats().Switches != switches+1 {
+		t.Errorf("tenant %q, switches %d", got, p.Stats().Switches-switches)
+	}
+	p.Release(i)
+}
+
+func TestSettingsFollowTheClient(t *testing.T) {
+	p := newPool(t, pgtest.New(t), func(c *session.Config) { c.Size = 1 })
+	b, err := p.Acquire(ctx, "acme", map[string]string{"TimeZone": "Asia/Tokyo", "extra_float_digits": "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(t, b, "TimeZone"); got != "Asia/Tokyo" {
+		t.Errorf("TimeZone %q", got)
+	}
+	if got := show(t, b, "extra_float_digits"); got != "2" {
+		t.Errorf("extra_float_digits %q", got)
+	}
+	p.Release(b)
+	b, err = p.Acquire(ctx, "acme", map[string]string{"TimeZone": "UTC"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(t, b, "TimeZone"); got != "UTC" {
+		t.Errorf("TimeZone %q", got)
+	}
+	p.Release(b)
+}
+
+// A session whose settings cannot be put in place is closed, never handed out half-prepared.
+func TestFailedPrepareDiscardsTheSession(t *testing.T) {
+	p := newPool(t, pgtest.New(t), nil)
+	_, err := p.Acquire(ctx, "acme", map[string]string{"TimeZone": "Nowhere/Bogus"})
+	var se session.ServerError
+	if !errors.As(err, &se) || se.Code != "22023" {
+		t.Fatalf("want invalid_parameter_value, got %v", err)
+	}
+	if s := p.Stats(); s.Discards != 1 || s.Open != 0 {
+		t.Errorf("after a failed prepare: %+v", s)
+	}
+}
+
+func TestCheckoutWaitsThenTimesOut(t *testing.T) {
+	p := newPool(t, pgtest.New(t), func(c *session.Config) {
+		c.Size = 1
+		c.CheckoutTimeout = 200 * time.Millisecond
+	})
+	held, err := p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Acquire(ctx, "acme", nil); !errors.Is(err, session.ErrCheckoutTimeout) {
+		t.Fatalf("want a checkout timeout, got %v", err)
+	}
+	got := make(chan *session.Backend)
+	go func() {
+		b, err := p.Acquire(ctx, "globex", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	time.Sleep(50 * time.Millisecond)
+	p.Release(held)
+	b := <-got
+	if b != held || b.Tenant != "globex" {
+		t.Errorf("the waiter got %p (tenant %q), want the released %p", b, b.Tenant, held)
+	}
+	p.Release(b)
+
+	// A discarded session frees its slot for a waiter, which opens a new one.
+	b, _ = p.Acquire(ctx, "acme", nil)
+	go func() {
+		nb, err := p.Acquire(ctx, "acme", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- nb
+	}()
+	time.Sleep(50 * time.Millisecond)
+	p.Discard(b)
+	if nb := <-got; nb == nil || nb == b {
+		t.Errorf("after a discard the waiter got %p", nb)
+	} else {
+		p.Release(nb)
+	}
+}
+
+func TestLifetimeAndIdleLimits(t *testing.T) {
+	p := newPool(t, pgtest.New(t), func(c *session.Config) {
+		c.MaxLifetime = 100 * time.Millisecond
+	})
+	b, err := p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	p.Release(b) // past its lifetime: closed, not pooled
+	if s := p.Stats(); s.Idle != 0 || s.Open != 0 {
+		t.Errorf("an expired session went back to the pool: %+v", s)
+	}
+
+	q := newPool(t, pgtest.New(t), func(c *session.Config) {
+		c.IdleTimeout = 100 * time.Millisecond
+		c.MinIdle = 1
+		c.Size = 3
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Stats().Idle < 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := q.Stats(); s.Idle != 1 {
+		t.Errorf("min_idle not kept: %+v", s)
+	}
+	b1, _ := q.Acquire(ctx, "acme", nil)
+	b2, _ := q.Acquire(ctx, "acme", nil)
+	q.Release(b1)
+	q.Release(b2)
+	for q.Stats().Open > 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := q.Stats(); s.Open != 1 {
+		t.Errorf("idle sessions beyond min_idle not closed: %+v", s)
+	}
+}
+
+// A session the server closed while it sat idle is noticed on its way out of the pool.
+func TestDeadIdleSessionIsReplaced(t *testing.T) {
+	db := pgtest.New(t)
+	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Millisecond })
+	b, err := p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := b.PID
+	p.Release(b)
+	admin := pgtest.Connect(t, db.AdminURL)
+	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", int(pid)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	b, err = p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.PID == pid {
+		t.Error("the terminated session was handed out")
+	}
+	if got := show(t, b, "app.current_tenant_id"); got != "acme" {
+		t.Errorf("tenant %q", got)
+	}
+	p.Release(b)
+}
+
+func TestCancelReachesTheSession(t *testing.T) {
+	p := newPool(t, pgtest.New(t), nil)
+	b, err := p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Exec("SELECT pg_sleep(30)") }()
+	time.Sleep(200 * time.Millisecond)
+	if err := p.Cancel(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		var se session.ServerError
+		if !errors.As(err, &se) || se.Code != "57014" {
+			t.Errorf("want query_canceled, got %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancel did not arrive")
+	}
+	p.Release(b)
+}
+
+func TestPreparedSetEvictsLeastRecentlyUsed(t *testing.T) {
+	p := newPool(t, pgtest.New(t), func(c *session.Config) { c.MaxPreparedStatements = 2 })
+	b, err := p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(b)
+	s1 := p.Statement([]byte("SELECT 1"), []byte{0, 0})
+	s2 := p.Statement([]byte("SELECT 2"), []byte{0, 0})
+	s3 := p.Statement([]byte("SELECT 3"), []byte{0, 0})
+	if p.Statement([]byte("SELECT 1"), []byte{0, 0}) != s1 || s1.Name == s2.Name {
+		t.Fatal("statements are not named by their text")
+	}
+	if b.Prepared.Add(s1) != nil || b.Prepared.Add(s2) != nil {
+		t.Fatal("evicted below the limit")
+	}
+	b.Prepared.Has(s1) // s2 is now the least recently used
+	if evicted := b.Prepared.Add(s3); evicted != s2 {
+		t.Errorf("evicted %v, want %s", evicted, s2.Name)
+	}
+	if !b.Prepared.Has(s1) || !b.Prepared.Has(s3) || b.Prepared.Has(s2) || b.Prepared.Len() != 2 {
+		t.Error("wrong set after eviction")
+	}
+	b.Prepared.Clear()
+	if b.Prepared.Len() != 0 {
+		t.Error("Clear left statements")
+	}
+}

@@ -72,17 +72,12 @@ func NewPool(cfg Config, log zerolog.Logger) *Pool {
 // client's tracked settings, by name). It waits up to the checkout timeout for a free session.
 func (p *Pool) Acquire(ctx context.Context, tenant string, want map[string]string) (*Backend, error) {
 	p.stats.acquires.Add(1)
-	var cancel context.CancelFunc = func() {}
-	defer func() { cancel() }()
 	for {
 		// Most checkouts find an idle session at once: the deadline is only armed to wait.
 		b := p.takeIdleNow(tenant)
 		if b == nil {
-			if _, ok := ctx.Deadline(); !ok {
-				ctx, cancel = context.WithTimeout(ctx, p.cfg.CheckoutTimeout)
-			}
 			var err error
-			if b, err = p.take(ctx, tenant); err != nil {
+			if b, err = p.takeWithin(ctx, tenant); err != nil {
 				return nil, err
 			}
 		}
@@ -96,6 +91,13 @@ func (p *Pool) Acquire(ctx context.Context, tenant string, want map[string]strin
 		}
 		return b, nil
 	}
+}
+
+// takeWithin is take bounded by the checkout timeout.
+func (p *Pool) takeWithin(ctx context.Context, tenant string) (*Backend, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.CheckoutTimeout)
+	defer cancel()
+	return p.take(ctx, tenant)
 }
 
 // takeIdleNow pops an idle session without waiting, or returns nil.

@@ -21,6 +21,11 @@ deps:
 build:
 	$(GO) build -o bin/tenantproxy ./cmd/tenantproxy
 
+# The benchmark report against PostgreSQL and PgBouncer (about 15 minutes; use a quiet machine):
+# results/<UTC time>/report.md. BENCHFLAGS passes flags, e.g. BENCHFLAGS="--only pgbench".
+bench: deps
+	$(GO) run ./bench/cmd/bench $(BENCHFLAGS)
+
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...

@@ -79,7 +79,7 @@ func (r *Reader) fill(n int) error {
 	if n > len(r.buf)-r.r {
 		r.grow(n)
 	}
-	for r.w-r.r < n {
+	for empty := 0; r.w-r.r < n; {
 		if r.BeforeBlock != nil {
 			if err := r.BeforeBlock(); err != nil {
 				return err
@@ -87,6 +87,11 @@ func (r *Reader) fill(n int) error {
 		}
 		m, err := r.src.Read(r.buf[r.w:])
 		r.w += m
+		if m == 0 && err == nil {
+			if empty++; empty == 100 { // as bufio: a source that never makes progress
+				return io.ErrNoProgress
+			}
+		}
 		if err != nil {
 			if r.w-r.r >= n {
 				return nil
@@ -109,12 +114,12 @@ func (r *Reader) grow(n int) {
 		next = r.home[:]
 	case n <= bigSize:
 		if r.big != nil {
-			next = *r.big
 			big = r.big
 		} else {
 			big = bigPool.Get().(*[]byte)
-			next = *big
 		}
+		// Writers return their buffers cut to length zero: use the whole capacity.
+		next = (*big)[:cap(*big)]
 	default:
 		next = make([]byte, n)
 	}

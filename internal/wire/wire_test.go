@@ -179,3 +179,23 @@ func TestCString(t *testing.T) {
 		t.Error("a string without NUL")
 	}
 }
+
+// A reader borrowing the buffer a writer just gave back must see its whole capacity: the
+// writer returns it cut to length zero.
+func TestReaderBorrowsAWritersBuffer(t *testing.T) {
+	for range 3 {
+		w := NewWriter(io.Discard)
+		w.Write(make([]byte, 100))
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, size := range []int{homeSize + 1, 3000, 10 << 10, bigSize - 5} {
+		stream := message('Q', bytes.Repeat([]byte{'x'}, size))
+		r := NewReader(bytes.NewReader(stream), 1<<20)
+		_, msg, err := r.Next()
+		if err != nil || len(msg) != len(stream) {
+			t.Fatalf("a %d-byte message: %d bytes, %v", size, len(msg), err)
+		}
+	}
+}

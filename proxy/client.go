@@ -57,6 +57,8 @@ type clientConn struct {
 	// resetNames are the client's statement names ("" for the unnamed one) whose text resets
 	// the tenant context (RESET ALL, DISCARD ALL): each execution must be followed by a restore.
 	resetNames map[string]bool
+	// resetPending: the client reset its session; its settings go back to the startup ones.
+	resetPending bool
 
 	flushBoth func() error
 }
@@ -145,6 +147,7 @@ func (c *clientConn) acquire() (*session.Backend, *pgError) {
 	}
 	b.In.BeforeBlock = c.flushBoth
 	c.checkouts++
+	c.relay.irregular = false
 	c.mu.Lock()
 	c.backend = b
 	c.mu.Unlock()
@@ -228,7 +231,9 @@ func (c *clientConn) finish(cause error) {
 	if b == nil {
 		return
 	}
-	if c.relay.pending() > 0 || c.relay.copyIn {
+	if c.relay.pending() > 0 || c.relay.copyIn || c.relay.unsynced {
+		// Mid-request, mid-COPY, or with extended-query messages not yet synced (an implicit
+		// transaction may be open): the session's state is unknown.
 		c.log.Info().Msg("client left with a request in progress: closing its backend session")
 		c.discardBackend()
 		return

@@ -65,6 +65,9 @@ type relayState struct {
 	// transaction may be open even though the last ReadyForQuery said idle.
 	unsynced bool
 	copyIn   bool
+	// irregular: something happened (an error mid-group, COPY) after which the backend is
+	// checked for leftover answers before it goes back to the pool.
+	irregular bool
 }
 
 func (r *relayState) push(q request) { r.queue = append(r.queue, q) }
@@ -220,23 +223,39 @@ func (c *clientConn) handleQuery(msg []byte) error {
 	b.Out.Write(msg)
 	c.relay.unsynced = false
 	c.relay.push(request{kind: reqQuery})
-	c.relay.flushPoint()
-	if c.unnamed != nil {
-		c.unnamedCheck = 0 // a Query replaces the unnamed statement
+	if b.Tenant != c.tenant {
+		c.restoreContext(b)
 	}
+	c.relay.flushPoint()
+	c.unnamed = nil // a Query drops the unnamed statement
 	return nil
 }
 
 // applyEffects prepares for what an allowed statement will do to the session: a reset of the
-// tenant context (put back after it runs) or of the prepared statements.
+// tenant context and settings, which must be put back.
 func (c *clientConn) applyEffects(b *session.Backend, v policy.Verdict) {
 	if v.ResetsContext {
-		// Until the proxy has put it back, the backend's context is unknown; "" makes sure
-		// it is set again before the client's next statement, and never trusted meanwhile.
+		// Until the proxy has put it back and seen it committed, the backend's context is
+		// unknown; "" makes sure it is set again, and never trusted meanwhile.
 		b.Tenant = ""
 		session.ForgetUnreported(b)
-		c.params = clonemap(c.startupParams)
+		c.resetPending = true
 	}
+}
+
+// restoreContext sends, right behind a client's Query or Sync while the backend's context is
+// unknown (after RESET ALL or DISCARD ALL), the statements that put the tenant context and the
+// client's startup settings back, so the client's next messages run with them. Their answers are
+// the proxy's own. Inside a transaction a ROLLBACK TO SAVEPOINT could undo them, so the context
+// stays unknown, and is restored behind every message, until settle confirms it outside any
+// transaction.
+func (c *clientConn) restoreContext(b *session.Backend) {
+	sql := session.SetStatement(c.srv.cfg.Tenancy.Setting, c.tenant)
+	for _, name := range sortedKeys(c.startupParams) {
+		sql += "; " + session.SetStatement(name, c.startupParams[name])
+	}
+	c.writeQuery(b, sql)
+	c.relay.push(request{kind: reqQuery, hide: true, hideError: true})
 }
 
 // refuseSimple answers a refused Query (or FunctionCall) as the server answers an error: inside
@@ -375,7 +394,11 @@ func (c *clientConn) prepareOn(b *session.Backend, stmt *session.Statement, name
 // send, or an error for the client.
 func (c *clientConn) statementFor(b *session.Backend, name []byte) ([]byte, *pgError) {
 	if len(name) == 0 {
-		if c.unnamed != nil && c.unnamedCheck != c.checkouts {
+		if c.unnamed == nil {
+			// Whatever unnamed statement the backend holds is another client's.
+			return nil, errorf("26000", "unnamed prepared statement does not exist")
+		}
+		if c.unnamedCheck != c.checkouts {
 			// The unnamed statement was prepared on another backend (or replaced by a Query).
 			buf, at := wire.BeginMessage(b.Out.Bytes(), 'P')
 			buf = append(buf, c.unnamed...)
@@ -513,6 +536,9 @@ func (c *clientConn) handleSync(msg []byte) error {
 	c.backend.Out.Write(msg)
 	c.relay.unsynced = false
 	c.relay.push(request{kind: reqSync})
+	if c.backend.Tenant != c.tenant {
+		c.restoreContext(c.backend)
+	}
 	c.relay.flushPoint()
 	return nil
 }
@@ -660,6 +686,7 @@ func (c *clientConn) relayOne(r *request) error {
 		case 'G': // CopyInResponse: the client streams data next
 			c.emit(r, msg)
 			c.relay.copyIn = true
+			c.relay.irregular = true
 			c.dropSyncsBeforeCopyData()
 			return nil
 		}
@@ -739,6 +766,7 @@ func (c *clientConn) relayError(r *request, msg []byte) error {
 	}
 	c.undo(r)
 	c.relay.skipping = true
+	c.relay.irregular = true
 	c.relay.pop()
 	return nil
 }
@@ -771,21 +799,24 @@ func (c *clientConn) noteCommand(msg []byte) {
 	}
 }
 
-// dropSyncsBeforeCopyData: messages the client sent before it learnt of the COPY reach the
-// server during copy-in, where Sync and Flush are ignored; their answers will never come.
+// dropSyncsBeforeCopyData: during copy-in the server ignores Sync (and Flush), so Syncs the
+// client sent right behind the COPY, before it learnt of it, will never be answered. The first
+// other message would end the COPY with an error, after which Syncs count again. The group still
+// needs a Sync the server sees, so it is unsynced until the client sends one.
 func (c *clientConn) dropSyncsBeforeCopyData() {
 	q := c.relay.queue[c.relay.head+1:]
-	kept := q[:0]
-	for _, r := range q {
-		if r.kind != reqSync {
-			kept = append(kept, r)
-		}
+	n := 0
+	for n < len(q) && q[n].kind == reqSync && !q[n].answer {
+		n++
 	}
-	dropped := len(q) - len(kept)
-	clear(q[len(kept):])
-	c.relay.queue = c.relay.queue[:c.relay.head+1+len(kept)]
+	if n == 0 {
+		return
+	}
+	copy(q, q[n:])
+	clear(q[len(q)-n:])
+	c.relay.queue = c.relay.queue[:len(c.relay.queue)-n]
 	c.relay.awaiting = min(c.relay.awaiting, c.relay.pending())
-	_ = dropped
+	c.relay.unsynced = true
 }
 
 // desync is a backend answer that matches no request: the proxy no longer knows what the
@@ -809,23 +840,32 @@ func (c *clientConn) settle() error {
 	if c.relay.pending() > 0 || c.relay.copyIn {
 		return nil
 	}
+	if c.resetPending {
+		// RESET ALL and DISCARD ALL take a client back to its startup settings.
+		c.resetPending = false
+		c.params = clonemap(c.startupParams)
+	}
 	b := c.backend
 	if b == nil {
 		return c.out.Flush()
 	}
 	idle := b.TxStatus == 'I' && !c.relay.unsynced
-	if idle && c.srv.mode == policy.TransactionMode {
+	if !idle {
+		// Inside a transaction the context is restored behind each message (restoreContext)
+		// and confirmed once the transaction is over.
+		return c.out.Flush()
+	}
+	if c.srv.mode == policy.TransactionMode {
+		if c.relay.irregular && (b.In.Buffered() > 0 || !b.Alive()) {
+			// Something unexpected is waiting on this session: it serves no one else.
+			c.discardBackend()
+			return c.out.Flush()
+		}
 		c.releaseBackend() // the next checkout sets the context if it must
 		return c.out.Flush()
 	}
-	if b.Tenant != c.tenant || !session.SettingsMatch(b, c.params) {
+	if b.Tenant != c.tenant || !c.srv.pool.SettingsMatch(b, c.params) {
 		if err := c.srv.pool.Prepare(b, c.tenant, c.params); err != nil {
-			if b.TxStatus == 'E' {
-				// A failed transaction refuses every statement; the context stays unset
-				// (nothing is visible) until the client rolls back, and we try again then.
-				c.log.Debug().Err(err).Msg("tenant context not yet restored")
-				return c.out.Flush()
-			}
 			c.log.Error().Err(err).Msg("restoring the tenant context")
 			c.discardBackend()
 			return fatal(codeInternal, "tenantproxy could not restore the tenant context; please reconnect")

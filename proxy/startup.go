@@ -188,6 +188,9 @@ func parseStartup(b []byte) (map[string]string, error) {
 		if !ok {
 			return nil, errors.New("parameter without a value")
 		}
+		if _, dup := params[string(name)]; dup {
+			return nil, fmt.Errorf("parameter %q given twice", name)
+		}
 		params[string(name)] = string(value)
 		b = rest2
 	}
@@ -198,19 +201,30 @@ func parseStartup(b []byte) (map[string]string, error) {
 // other than -c tenant=NAME, and replication are refused outright.
 func (c *clientConn) takeParameters(params map[string]string) (tenant string, perr *pgError) {
 	c.params = map[string]string{}
+	choose := func(t string) *pgError {
+		if tenant != "" && t != tenant {
+			return fatal(codeInvalidAuthSpec, fmt.Sprintf("conflicting tenant choices %q and %q", tenant, t))
+		}
+		tenant = t
+		return nil
+	}
 	for name, value := range params {
 		lower := strings.ToLower(name)
 		switch {
 		case lower == "user" || lower == "database":
 		case lower == "tenant":
-			tenant = value
+			if err := choose(value); err != nil {
+				return "", err
+			}
 		case lower == "options":
 			t, err := c.parseOptions(value)
 			if err != nil {
 				return "", err
 			}
 			if t != "" {
-				tenant = t
+				if err := choose(t); err != nil {
+					return "", err
+				}
 			}
 		case lower == "replication":
 			return "", fatal(codeInsufficientPriv, "replication connections are not accepted by tenantproxy")
@@ -280,6 +294,9 @@ func (c *clientConn) parseOptions(options string) (string, *pgError) {
 		name = strings.ToLower(strings.ReplaceAll(name, "-", "_"))
 		switch {
 		case ok && name == "tenant":
+			if tenant != "" && value != tenant {
+				return "", fatal(codeInvalidAuthSpec, fmt.Sprintf("conflicting tenant choices %q and %q", tenant, value))
+			}
 			tenant = value
 		case c.reserved(name):
 			c.srv.metrics.refusals.WithLabelValues("", "startup-reserved").Inc()

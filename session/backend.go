@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"strings"
 	"syscall"
@@ -40,6 +41,9 @@ type Backend struct {
 	// Params are the server's current values of reported settings (ParameterStatus), and of
 	// the unreported ones the pool set itself.
 	Params map[string]string
+	// Defaults are the reported settings as the session started: what a client that does not
+	// choose a setting gets, whatever the session's previous client chose.
+	Defaults map[string]string
 	// Tenant is the tenant whose context is committed on this session; "" when none is.
 	Tenant string
 	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
@@ -72,6 +76,7 @@ func connect(ctx context.Context, cfg *pgconn.Config, maxPrepared int) (*Backend
 		PID:      hc.PID,
 		Secret:   hc.SecretKey,
 		Params:   hc.ParameterStatuses,
+		Defaults: maps.Clone(hc.ParameterStatuses),
 		TxStatus: hc.TxStatus,
 		Prepared: newPreparedSet(maxPrepared),
 		created:  time.Now(),
@@ -158,9 +163,9 @@ func DecodeError(msg []byte) *pgconn.PgError {
 	return pgconn.ErrorResponseToPgError(&e)
 }
 
-// alive reports whether the server still has nothing to say and has not hung up: an idle
+// Alive reports whether the server still has nothing to say and has not hung up: an idle
 // session should have neither. It peeks without blocking or consuming.
-func (b *Backend) alive() bool {
+func (b *Backend) Alive() bool {
 	conn := b.conn
 	if tc, ok := conn.(*tls.Conn); ok {
 		conn = tc.NetConn()

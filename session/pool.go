@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,7 +82,7 @@ func (p *Pool) Acquire(ctx context.Context, tenant string, want map[string]strin
 				return nil, err
 			}
 		}
-		if b.lastUsed.Before(time.Now().Add(-p.cfg.CheckAfter)) && !b.alive() {
+		if b.lastUsed.Before(time.Now().Add(-p.cfg.CheckAfter)) && !b.Alive() {
 			p.Discard(b)
 			continue
 		}
@@ -220,24 +221,17 @@ func (p *Pool) dial(ctx context.Context) (*Backend, error) {
 	return b, nil
 }
 
-// Prepare puts the tenant context and settings in place, in one round trip, only when they
-// differ. Acquire calls it before the client's messages are sent, so a failure can never let
-// them run under another tenant's context; the proxy calls it again after a client's RESET ALL
-// or DISCARD ALL. Inside a transaction the statements join it, which is right: a rollback
-// undoes the reset along with them.
+// Prepare puts the tenant context and the client's settings in place, in one round trip, only
+// when they differ. Settings the client did not choose go back to the session's defaults, so
+// nothing one client set reaches the next. Acquire calls it before the client's messages are
+// sent, so a failure can never let them run under another tenant's context; the proxy calls it
+// again after a client's RESET ALL or DISCARD ALL.
+//
+// Inside a transaction the statements join it, and a later ROLLBACK TO SAVEPOINT could undo
+// them: the session's tenant is then left unknown (""), so the proxy sets it again after each
+// of the client's batches until the transaction ends.
 func (p *Pool) Prepare(b *Backend, tenant string, want map[string]string) error {
-	var sql string
-	if b.Tenant != tenant {
-		sql = SetStatement(p.cfg.Setting, tenant)
-	}
-	for name, value := range want {
-		if b.Params[name] != value {
-			if sql != "" {
-				sql += "; "
-			}
-			sql += SetStatement(name, value)
-		}
-	}
+	sql := p.settingsSQL(b, tenant, want)
 	if sql == "" {
 		return nil
 	}
@@ -255,6 +249,9 @@ func (p *Pool) Prepare(b *Backend, tenant string, want map[string]string) error 
 	if b.TxStatus != before {
 		return fmt.Errorf("setting the tenant context: transaction state went from %q to %q", before, b.TxStatus)
 	}
+	if b.TxStatus != 'I' {
+		return nil
+	}
 	b.Tenant = tenant
 	// Settings the server does not report are known by what was set.
 	for name, value := range want {
@@ -262,17 +259,50 @@ func (p *Pool) Prepare(b *Backend, tenant string, want map[string]string) error 
 			b.Params[name] = value
 		}
 	}
+	for name := range b.Params {
+		if _, wanted := want[name]; !wanted && !reportedSettings[name] {
+			delete(b.Params, name)
+		}
+	}
 	return nil
 }
 
-// SettingsMatch reports whether b has every setting of want.
-func SettingsMatch(b *Backend, want map[string]string) bool {
-	for name, value := range want {
-		if b.Params[name] != value {
-			return false
+// settingsSQL is what Prepare must send, or "".
+func (p *Pool) settingsSQL(b *Backend, tenant string, want map[string]string) string {
+	var parts []string
+	if b.Tenant != tenant {
+		parts = append(parts, SetStatement(p.cfg.Setting, tenant))
+	}
+	for name := range trackedSettings {
+		value, wanted := want[name]
+		if !wanted {
+			value = b.Defaults[name]
+		}
+		switch {
+		case b.Params[name] == value:
+		case wanted:
+			parts = append(parts, SetStatement(name, value))
+		default:
+			parts = append(parts, "RESET "+name)
 		}
 	}
-	return true
+	for name, value := range want {
+		if !reportedSettings[name] && b.Params[name] != value {
+			parts = append(parts, SetStatement(name, value))
+		}
+	}
+	for name := range b.Params {
+		if _, wanted := want[name]; !wanted && !reportedSettings[name] {
+			parts = append(parts, "RESET "+name)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// SettingsMatch reports whether b holds exactly the settings of want, and the defaults for the
+// rest.
+func (p *Pool) SettingsMatch(b *Backend, want map[string]string) bool {
+	return p.settingsSQL(b, b.Tenant, want) == ""
 }
 
 // ForgetUnreported drops what the pool knows of settings the server does not report: after a

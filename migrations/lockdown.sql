@@ -3,9 +3,12 @@
 -- proxy's guard inspects, is the only way to touch the tenant context. The lists live in the Go
 -- policy package, which `tenantproxy check` verifies against.
 --
+-- It is not a versioned migration: `migrate up` applies it on every run, so the lockdown always
+-- matches the binary's lists, and a database copied from a template (which does not inherit
+-- database-level privileges) gets it too. Every statement is idempotent.
+--
 -- Privileges on pg_catalog functions and views belong to each database: this changes only the
--- database being migrated. Privileges on the database itself (no TEMP, no CREATE) are not copied
--- when a database is created from a template, so `migrate up` applies them on every run instead.
+-- database being migrated.
 DO $lockdown$
 DECLARE
 	f regprocedure;
@@ -24,6 +27,10 @@ BEGIN
 			EXECUTE format('REVOKE ALL ON pg_catalog.%I FROM PUBLIC', v);
 		END IF;
 	END LOOP;
+
+	-- Temporary objects could shadow the shared tables; new schemas could hold functions.
+	EXECUTE format('REVOKE CREATE, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+	EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {{.appLiteral}});
 END
 $lockdown$;
 

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"regexp"
 	"strings"
+	"text/template"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/tern/v2/migrate"
@@ -24,6 +25,11 @@ import (
 
 //go:embed sql/*.sql
 var files embed.FS
+
+// lockdownSQL is the database lockdown, applied by every Up (see the file).
+//
+//go:embed lockdown.sql
+var lockdownSQL string
 
 const (
 	// OwnerRole owns the schema, its tables and functions. It never logs in.
@@ -66,9 +72,10 @@ type Status struct {
 	Pending []string // migrations not yet applied, in order
 }
 
-// Up applies every pending migration, then the database-level lockdown (which a database copied
-// from a template does not inherit, so it is applied on every run). Running it again is a no-op.
-// conn must be a superuser connection.
+// Up applies every pending migration, then the database lockdown. The lockdown is applied on
+// every run, so it always matches this binary's lists (policy.LockdownFunctions and friends) and
+// a database copied from a template, which does not inherit database-level privileges, gets it
+// too. Running Up again changes nothing. conn must be a superuser connection.
 func Up(ctx context.Context, conn *pgx.Conn, opts Options) (Status, error) {
 	schema, err := opts.schema()
 	if err != nil {
@@ -81,7 +88,7 @@ func Up(ctx context.Context, conn *pgx.Conn, opts Options) (Status, error) {
 	if err := m.Migrate(ctx); err != nil {
 		return Status{}, fmt.Errorf("migrate: %w", err)
 	}
-	if err := lockDatabase(ctx, conn); err != nil {
+	if err := applyLockdown(ctx, conn, schema); err != nil {
 		return Status{}, err
 	}
 	return status(ctx, conn, m, schema)
@@ -169,17 +176,24 @@ func tableExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error)
 	return ok, err
 }
 
-// lockDatabase takes CREATE and TEMPORARY on the current database from PUBLIC: temporary tables
-// could shadow the shared ones, new schemas could hold functions.
-func lockDatabase(ctx context.Context, conn *pgx.Conn) error {
-	var db string
-	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+func applyLockdown(ctx context.Context, conn *pgx.Conn, schema string) error {
+	tmpl, err := template.New("lockdown").Parse(lockdownSQL)
+	if err != nil {
 		return err
 	}
-	ident := pgx.Identifier{db}.Sanitize()
-	_, err := conn.Exec(ctx, fmt.Sprintf("REVOKE CREATE, TEMPORARY ON DATABASE %s FROM PUBLIC; GRANT CONNECT ON DATABASE %s TO %s",
-		ident, ident, pgx.Identifier{AppRole}.Sanitize()))
-	return err
+	var sql strings.Builder
+	if err := tmpl.Execute(&sql, templateData(schema)); err != nil {
+		return err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, sql.String()); err != nil {
+		return fmt.Errorf("lockdown: %w", err)
+	}
+	return tx.Commit(ctx)
 }
 
 // rlsTemplates gives templates the policy helper: {{.rls.Table "entities"}}.

@@ -390,6 +390,16 @@ func (in *inspection) node(msg any) {
 	case *pg_query.MergeStmt:
 		in.settingsTarget("MERGE", n.GetRelation())
 
+	case *pg_query.TransactionStmt:
+		switch n.GetKind() {
+		case pg_query.TransactionStmtKind_TRANS_STMT_PREPARE,
+			pg_query.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED,
+			pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
+			// A prepared transaction outlives the session and, every tenant sharing one
+			// role, any of them could commit or roll back another's.
+			in.deny("two-phase", "tenantproxy: two-phase commit (PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED) is refused: prepared transactions are shared by every tenant", "")
+		}
+
 	case *pg_query.AlterRoleSetStmt:
 		in.persistentSetting("ALTER ROLE ... SET")
 	case *pg_query.AlterDatabaseSetStmt:

@@ -26,7 +26,7 @@ var LockdownFunctions = []string{
 	"pg_stat_get_backend_xact_start", "pg_stat_get_backend_start",
 	"pg_stat_get_backend_client_addr", "pg_stat_get_backend_client_port",
 	"pg_lock_status", "pg_blocking_pids", "pg_safe_snapshot_blocking_pids",
-	"pg_prepared_statement", "pg_cursor",
+	"pg_prepared_statement", "pg_cursor", "pg_prepared_xact",
 	"pg_cancel_backend", "pg_terminate_backend",
 	// channels shared by every tenant of the database
 	"pg_notify",
@@ -40,7 +40,7 @@ var LockdownFunctions = []string{
 // backend's prepared statements and cursors (which, pooled, belong to other clients).
 var LockdownViews = []string{
 	"pg_stat_activity", "pg_stat_ssl", "pg_stat_gssapi", "pg_locks",
-	"pg_prepared_statements", "pg_cursors",
+	"pg_prepared_statements", "pg_cursors", "pg_prepared_xacts",
 	"pg_stat_progress_analyze", "pg_stat_progress_basebackup", "pg_stat_progress_cluster",
 	"pg_stat_progress_copy", "pg_stat_progress_create_index", "pg_stat_progress_vacuum",
 }

@@ -48,9 +48,11 @@ type Reader struct {
 	BeforeBlock func() error
 }
 
-// NewReader returns a Reader of src that accepts messages up to limit bytes.
+// NewReader returns a Reader of src that accepts messages up to limit bytes. A plain socket is
+// read with raw non-blocking calls (rawio.go).
 func NewReader(src io.Reader, limit int) *Reader {
-	r := &Reader{src: src, Limit: limit}
+	r := &Reader{Limit: limit}
+	r.Reset(src)
 	r.buf = r.home[:]
 	return r
 }
@@ -236,6 +238,9 @@ func (r *Reader) NextStartup() ([]byte, error) {
 // Reset points the Reader at a new source (after a TLS handshake). Nothing may be buffered.
 func (r *Reader) Reset(src io.Reader) {
 	r.src = src
+	if raw := rawConn(src); raw != nil {
+		r.src = newRawReader(raw)
+	}
 }
 
 // Writer buffers messages for one Flush. Its buffer is borrowed when the first byte is
@@ -247,8 +252,15 @@ type Writer struct {
 	err error
 }
 
-// NewWriter returns a Writer to dst.
-func NewWriter(dst io.Writer) *Writer { return &Writer{dst: dst} }
+// NewWriter returns a Writer to dst. A plain socket is written with raw non-blocking calls.
+func NewWriter(dst io.Writer) *Writer {
+	if r, ok := dst.(io.Reader); ok {
+		if raw := rawConn(r); raw != nil {
+			return &Writer{dst: newRawWriter(raw)}
+		}
+	}
+	return &Writer{dst: dst}
+}
 
 // Buffered is the number of bytes waiting for Flush.
 func (w *Writer) Buffered() int {

@@ -34,8 +34,8 @@ type Config struct {
 	AllowMD5 bool `toml:"allow_md5"`
 	// MetricsListen, when set, serves Prometheus metrics at /metrics on that address.
 	MetricsListen string `toml:"metrics_listen"`
-	// Threads is how many OS threads run Go code at once (GOMAXPROCS); 0 picks half the CPUs
-	// (at least one), since the proxy shares machines with the database and its clients.
+	// Threads is how many OS threads run Go code at once (GOMAXPROCS); 0 keeps Go's default,
+	// every CPU (or the GOMAXPROCS environment variable).
 	Threads int `toml:"threads"`
 
 	TLS     TLS             `toml:"tls"`

@@ -33,7 +33,7 @@ type clientConn struct {
 	user, tenant string
 	// params are the client's tracked settings as it believes them to be; startupParams are
 	// what it asked for at startup, which RESET ALL and DISCARD ALL return to.
-	params, startupParams map[string]string
+	params, startupParams *session.Settings
 	keyPID                uint32
 	keySecret             [4]byte
 
@@ -138,12 +138,6 @@ func (c *clientConn) acquire() (*session.Backend, *pgError) {
 	b, err := c.srv.pool.Acquire(ctx, c.tenant, c.params)
 	if err != nil {
 		return nil, backendError(err)
-	}
-	// Adopt the server's spelling of reported settings, so the next checkout compares equal.
-	for name := range c.params {
-		if v, ok := b.Params[name]; ok && session.Reported(name) {
-			c.params[name] = v
-		}
 	}
 	b.In.BeforeBlock = c.flushBoth
 	c.checkouts++
@@ -298,7 +292,5 @@ func (c *clientConn) cancel() {
 		c.log.Debug().Msg("cancel request forwarded")
 	}
 }
-
-func clonemap(m map[string]string) map[string]string { return maps.Clone(m) }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

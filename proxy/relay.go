@@ -251,8 +251,9 @@ func (c *clientConn) applyEffects(b *session.Backend, v policy.Verdict) {
 // transaction.
 func (c *clientConn) restoreContext(b *session.Backend) {
 	sql := session.SetStatement(c.srv.cfg.Tenancy.Setting, c.tenant)
-	for _, name := range sortedKeys(c.startupParams) {
-		sql += "; " + session.SetStatement(name, c.startupParams[name])
+	for _, name := range c.startupParams.Names() {
+		value, _ := c.startupParams.Get(name)
+		sql += "; " + session.SetStatement(name, value)
 	}
 	c.writeQuery(b, sql)
 	c.relay.push(request{kind: reqQuery, hide: true, hideError: true})
@@ -780,8 +781,8 @@ func (c *clientConn) noteClientParameter(msg []byte) {
 		return
 	}
 	value, _, _ := wire.CString(rest)
-	if _, tracked := c.params[string(name)]; tracked || session.Tracked(string(name)) {
-		c.params[string(name)] = string(value)
+	if _, tracked := c.params.Get(string(name)); tracked || session.Tracked(string(name)) {
+		c.params.Set(string(name), string(value))
 	}
 }
 
@@ -843,7 +844,7 @@ func (c *clientConn) settle() error {
 	if c.resetPending {
 		// RESET ALL and DISCARD ALL take a client back to its startup settings.
 		c.resetPending = false
-		c.params = clonemap(c.startupParams)
+		c.params = c.startupParams.Clone()
 	}
 	b := c.backend
 	if b == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/tenantproxy/tenantproxy/config"
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 	"github.com/tenantproxy/tenantproxy/policy"
+	"github.com/tenantproxy/tenantproxy/session"
 )
 
 const (
@@ -200,7 +201,7 @@ func parseStartup(b []byte) (map[string]string, error) {
 // the tenant it asked for. The packet never reaches the server; the reserved namespace, options
 // other than -c tenant=NAME, and replication are refused outright.
 func (c *clientConn) takeParameters(params map[string]string) (tenant string, perr *pgError) {
-	c.params = map[string]string{}
+	settings := map[string]string{}
 	choose := func(t string) *pgError {
 		if tenant != "" && t != tenant {
 			return fatal(codeInvalidAuthSpec, fmt.Sprintf("conflicting tenant choices %q and %q", tenant, t))
@@ -252,13 +253,14 @@ func (c *clientConn) takeParameters(params map[string]string) (tenant string, pe
 			if canonical == "search_path" && strings.Contains(strings.ToLower(value), "pg_temp") {
 				return "", fatal(codeInsufficientPriv, "search_path may not name a temporary schema")
 			}
-			c.params[canonical] = value
+			settings[canonical] = value
 		}
 	}
 	if tenant != "" && !config.ValidTenant(tenant) {
 		return "", fatal(codeInvalidAuthSpec, fmt.Sprintf("tenant %q does not exist", tenant))
 	}
-	c.startupParams = clonemap(c.params)
+	c.params = session.NewSettings(settings)
+	c.startupParams = session.NewSettings(settings)
 	return tenant, nil
 }
 

@@ -46,6 +46,8 @@ type Backend struct {
 	Defaults map[string]string
 	// Tenant is the tenant whose context is committed on this session; "" when none is.
 	Tenant string
+	// settingsKey is the key of the Settings last put in place, "" when unknown.
+	settingsKey string
 	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
 	TxStatus byte
 	// Prepared tracks the statements prepared on this session under pool-wide names.
@@ -151,6 +153,7 @@ func (b *Backend) NoteParameter(msg []byte) {
 	}
 	if old, ok := b.Params[string(name)]; !ok || old != string(value) {
 		b.Params[string(name)] = string(value)
+		b.settingsKey = ""
 	}
 }
 

@@ -70,8 +70,8 @@ func NewPool(cfg Config, log zerolog.Logger) *Pool {
 }
 
 // Acquire returns a session whose tenant context is tenant and whose settings match want (the
-// client's tracked settings, by name). It waits up to the checkout timeout for a free session.
-func (p *Pool) Acquire(ctx context.Context, tenant string, want map[string]string) (*Backend, error) {
+// client's tracked settings). It waits up to the checkout timeout for a free session.
+func (p *Pool) Acquire(ctx context.Context, tenant string, want *Settings) (*Backend, error) {
 	p.stats.acquires.Add(1)
 	for {
 		// Most checkouts find an idle session at once: the deadline is only armed to wait.
@@ -230,15 +230,23 @@ func (p *Pool) dial(ctx context.Context) (*Backend, error) {
 // Inside a transaction the statements join it, and a later ROLLBACK TO SAVEPOINT could undo
 // them: the session's tenant is then left unknown (""), so the proxy sets it again after each
 // of the client's batches until the transaction ends.
-func (p *Pool) Prepare(b *Backend, tenant string, want map[string]string) error {
-	sql := p.settingsSQL(b, tenant, want)
+func (p *Pool) Prepare(b *Backend, tenant string, want *Settings) error {
+	if want == nil {
+		want = NewSettings(nil)
+	}
+	if b.Tenant == tenant && b.settingsKey == want.key {
+		return nil
+	}
+	sql := p.settingsSQL(b, tenant, want.values)
 	if sql == "" {
+		b.settingsKey = want.key
 		return nil
 	}
 	if b.Tenant != tenant {
 		p.stats.switches.Add(1)
 		b.Tenant = ""
 	}
+	b.settingsKey = ""
 	before := b.TxStatus
 	b.SetDeadline(time.Now().Add(p.cfg.CheckoutTimeout))
 	err := b.Exec(sql)
@@ -253,17 +261,22 @@ func (p *Pool) Prepare(b *Backend, tenant string, want map[string]string) error 
 		return nil
 	}
 	b.Tenant = tenant
-	// Settings the server does not report are known by what was set.
-	for name, value := range want {
-		if !reportedSettings[name] {
+	// Settings the server does not report are known by what was set; those it reports take
+	// the server's spelling (TimeZone 'utc' comes back as 'UTC'), so the next checkout of
+	// this client compares equal.
+	for name, value := range want.values {
+		if reportedSettings[name] {
+			want.Set(name, b.Params[name])
+		} else {
 			b.Params[name] = value
 		}
 	}
 	for name := range b.Params {
-		if _, wanted := want[name]; !wanted && !reportedSettings[name] {
+		if _, wanted := want.values[name]; !wanted && !reportedSettings[name] {
 			delete(b.Params, name)
 		}
 	}
+	b.settingsKey = want.key
 	return nil
 }
 
@@ -301,13 +314,14 @@ func (p *Pool) settingsSQL(b *Backend, tenant string, want map[string]string) st
 
 // SettingsMatch reports whether b holds exactly the settings of want, and the defaults for the
 // rest.
-func (p *Pool) SettingsMatch(b *Backend, want map[string]string) bool {
-	return p.settingsSQL(b, b.Tenant, want) == ""
+func (p *Pool) SettingsMatch(b *Backend, want *Settings) bool {
+	return b.settingsKey == want.key || p.settingsSQL(b, b.Tenant, want.values) == ""
 }
 
 // ForgetUnreported drops what the pool knows of settings the server does not report: after a
 // RESET ALL or DISCARD ALL they are back to their defaults, whatever was set.
 func ForgetUnreported(b *Backend) {
+	b.settingsKey = ""
 	for name := range b.Params {
 		if !reportedSettings[name] {
 			delete(b.Params, name)

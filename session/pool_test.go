@@ -113,7 +113,7 @@ func TestAcquireSetsTheTenantOnlyWhenItMustAndPrefersTheSameTenant(t *testing.T)
 
 func TestSettingsFollowTheClient(t *testing.T) {
 	p := newPool(t, pgtest.New(t), func(c *session.Config) { c.Size = 1 })
-	b, err := p.Acquire(ctx, "acme", map[string]string{"TimeZone": "Asia/Tokyo", "extra_float_digits": "2"})
+	b, err := p.Acquire(ctx, "acme", session.NewSettings(map[string]string{"TimeZone": "Asia/Tokyo", "extra_float_digits": "2"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestSettingsFollowTheClient(t *testing.T) {
 		t.Errorf("extra_float_digits %q", got)
 	}
 	p.Release(b)
-	b, err = p.Acquire(ctx, "acme", map[string]string{"TimeZone": "UTC"})
+	b, err = p.Acquire(ctx, "acme", session.NewSettings(map[string]string{"TimeZone": "UTC"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestSettingsFollowTheClient(t *testing.T) {
 // A session whose settings cannot be put in place is closed, never handed out half-prepared.
 func TestFailedPrepareDiscardsTheSession(t *testing.T) {
 	p := newPool(t, pgtest.New(t), nil)
-	_, err := p.Acquire(ctx, "acme", map[string]string{"TimeZone": "Nowhere/Bogus"})
+	_, err := p.Acquire(ctx, "acme", session.NewSettings(map[string]string{"TimeZone": "Nowhere/Bogus"}))
 	var se session.ServerError
 	if !errors.As(err, &se) || se.Code != "22023" {
 		t.Fatalf("want invalid_parameter_value, got %v", err)

@@ -74,17 +74,11 @@ func runServe(args []string) error {
 	return srv.Serve(ln)
 }
 
-// setThreads sets GOMAXPROCS. Measured on 2 cores shared with PostgreSQL and pgbench, one
-// thread gave 1.6x the throughput of two: Go's scheduler waking threads for every network event
-// costs more than the parallelism gains when the proxy's work is mostly waiting on sockets.
+// setThreads sets GOMAXPROCS when the configuration asks; otherwise Go's default (every CPU, or
+// the GOMAXPROCS environment variable) stands.
 func setThreads(threads int, log zerolog.Logger) {
-	switch {
-	case threads > 0:
+	if threads > 0 {
 		runtime.GOMAXPROCS(threads)
-	case os.Getenv("GOMAXPROCS") != "":
-		// The environment decided.
-	default:
-		runtime.GOMAXPROCS(max(1, runtime.NumCPU()/2))
 	}
 	log.Debug().Int("threads", runtime.GOMAXPROCS(0)).Msg("threads")
 }

@@ -411,7 +411,7 @@ func machineInfo(ctx context.Context, e *env) []keyValue {
 	info = append(info, keyValue{"PgBouncer", firstLine(out)})
 	out, _ = command(ctx, e.out, cleanEnv(), "pgbench", "--version")
 	info = append(info, keyValue{"pgbench", firstLine(out)})
-	info = append(info, keyValue{"tenantproxy threads", fmt.Sprintf("threads = 0: half the CPUs, at least one (%d here)", max(1, runtime.NumCPU()/2))})
+	info = append(info, keyValue{"tenantproxy threads", fmt.Sprintf("threads = 0: GOMAXPROCS, every CPU (%d here)", runtime.NumCPU())})
 	return info
 }
 

@@ -1,0 +1,58 @@
+package session
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Settings are a client's tracked settings (name to value, by the server's names), with a key
+// that stands for all of them: a checkout compares keys instead of walking maps, so when the
+// backend already holds the client's tenant and settings it costs nothing.
+type Settings struct {
+	values map[string]string
+	key    string
+}
+
+// NewSettings holds a copy of values.
+func NewSettings(values map[string]string) *Settings {
+	s := &Settings{values: maps.Clone(values)}
+	if s.values == nil {
+		s.values = map[string]string{}
+	}
+	s.rekey()
+	return s
+}
+
+// Get returns a setting's value.
+func (s *Settings) Get(name string) (string, bool) {
+	v, ok := s.values[name]
+	return v, ok
+}
+
+// Set changes a setting (a no-op when it already has value).
+func (s *Settings) Set(name, value string) {
+	if old, ok := s.values[name]; ok && old == value {
+		return
+	}
+	s.values[name] = value
+	s.rekey()
+}
+
+// Clone is an independent copy.
+func (s *Settings) Clone() *Settings { return NewSettings(s.values) }
+
+// Names are the settings' names, sorted.
+func (s *Settings) Names() []string { return slices.Sorted(maps.Keys(s.values)) }
+
+func (s *Settings) rekey() {
+	var b strings.Builder
+	b.WriteByte('#') // never empty, so "" can mean "unknown" on a backend
+	for _, name := range s.Names() {
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(s.values[name])
+		b.WriteByte(0)
+	}
+	s.key = b.String()
+}

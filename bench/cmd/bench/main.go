@@ -76,7 +76,7 @@ Flags:
 	fs.IntVar(&o.Repeat, "repeat", 3, "repetitions of each pgbench run, interleaved across targets")
 	fs.IntVar(&o.Scale, "scale", 10, "pgbench scale factor (pgbench -i -s)")
 	fs.IntVar(&o.IdleClients, "idle-clients", 10000, "idle authenticated clients held against each proxy")
-	fs.IntVar(&o.VectorRows, "vector-rows", 50000, "rows loaded into vector_embeddings_384 across 50 tenants")
+	fs.IntVar(&o.VectorRows, "vector-rows", 50000, "rows loaded across 50 tenants into vector_embeddings_384 (uniform random) and, for recall, vector_embeddings_768 (clustered)")
 	fs.IntVar(&o.GraphEntities, "graph-entities", 1000, "entities per tenant in the graph (3 relationships each), 50 tenants")
 	fs.IntVar(&o.RLSRuns, "rls-runs", 500, "timed runs of each RLS-overhead query, per role")
 	fs.IntVar(&o.RecallQueries, "recall-queries", 50, "random query vectors for the small-tenant recall")

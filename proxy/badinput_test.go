@@ -1,7 +1,9 @@
 package proxy_test
 
 import (
+	"crypto/md5"
 	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"net"
 	"strings"
@@ -360,5 +362,32 @@ func TestCheckoutTimeout(t *testing.T) {
 	tx.Rollback(ctx)
 	if got := queryInt(t, waiter, "SELECT 5"); got != 5 {
 		t.Errorf("after the holder finished: %d", got)
+	}
+}
+
+// md5 is accepted only when allow_md5 is on, and only for a user whose verifier is md5.
+func TestMD5(t *testing.T) {
+	// md5 verifier of password "secret" for user "legacy": "md5" + md5("secret" + "legacy").
+	sum := md5.Sum([]byte(password + "legacy"))
+	verifier := "md5" + hex.EncodeToString(sum[:])
+	db := pgtest.New(t)
+	for _, allow := range []bool{true, false} {
+		p := startProxy(t, db, "transaction", func(c *config.Config) {
+			c.AllowMD5 = allow
+			c.Users["legacy"] = config.User{Password: verifier, Tenant: "acme"}
+		})
+		err := p.connectErr("legacy")
+		if allow && err != nil {
+			t.Errorf("md5 login with allow_md5: %v", err)
+		}
+		if !allow {
+			wantCode(t, err, "28P01")
+		}
+		wrong := strings.Replace(p.url("legacy"), ":secret@", ":wrong@", 1)
+		conn, err := pgx.Connect(ctx, wrong)
+		if err == nil {
+			conn.Close(ctx)
+		}
+		wantCode(t, err, "28P01")
 	}
 }

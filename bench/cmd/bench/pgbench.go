@@ -35,9 +35,12 @@ var scenarios = []scenario{
 
 // pgbenchRun is the outcome of one pgbench process, or of several run at once.
 type pgbenchRun struct {
-	TPS       float64 `json:"tps"`
-	LatencyMS float64 `json:"latency_ms"`
-	Error     string  `json:"error,omitempty"`
+	TPS          float64 `json:"tps"`
+	LatencyMS    float64 `json:"latency_ms"`
+	Transactions int64   `json:"transactions"`
+	// ProxyCPUUS is the CPU the proxy used per transaction, in microseconds (not for direct).
+	ProxyCPUUS float64 `json:"proxy_cpu_us_per_transaction,omitempty"`
+	Error      string  `json:"error,omitempty"`
 }
 
 func (r pgbenchRun) ok() bool { return r.Error == "" }
@@ -46,6 +49,7 @@ var (
 	tpsLine     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 	latencyLine = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
 	failedLine  = regexp.MustCompile(`(?m)^number of failed transactions: ([1-9][0-9]*)`)
+	txnsLine    = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
 )
 
 // pgbench runs pgbench against t for --duration with clients, after -n (the tables were
@@ -72,6 +76,9 @@ func parsePgbench(out string, err error) pgbenchRun {
 	}
 	if m := latencyLine.FindStringSubmatch(out); m != nil {
 		r.LatencyMS, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if m := txnsLine.FindStringSubmatch(out); m != nil {
+		r.Transactions, _ = strconv.ParseInt(m[1], 10, 64)
 	}
 	switch {
 	case err != nil:
@@ -119,14 +126,37 @@ func runPgbench(ctx context.Context, e *env, rep *report) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				r := e.pgbench(ctx, t, sc.Clients, fmt.Sprintf("%s-%s-%d", sc.Key, t.Name, i+1), sc.Args...)
-				logf("  %s, %s, run %d: %.0f tps %s", sc.Title, t.Name, i+1, r.TPS, r.Error)
+				r := e.pgbenchWithCPU(ctx, t, sc.Clients, fmt.Sprintf("%s-%s-%d", sc.Key, t.Name, i+1), sc.Args...)
+				logf("  %s, %s, run %d: %.0f tps, proxy CPU %.1f us per transaction %s", sc.Title, t.Name, i+1, r.TPS, r.ProxyCPUUS, r.Error)
 				res.Runs[t.Name] = append(res.Runs[t.Name], r)
 			}
 		}
 		rep.Pgbench = append(rep.Pgbench, res)
 	}
 	return runTenantSwitches(ctx, e, rep)
+}
+
+// pgbenchWithCPU is pgbench that also measures the proxy's CPU per transaction, when t is
+// a proxy. On a machine with few cores the proxy, PostgreSQL and pgbench share them, so
+// throughput partly measures who wins the CPU; the proxy's own CPU per transaction is
+// the figure that says how much work it does.
+func (e *env) pgbenchWithCPU(ctx context.Context, t target, clients int, rawName string, args ...string) pgbenchRun {
+	var proxy *server
+	switch t.Name {
+	case "tenantproxy":
+		proxy = e.tenantproxy
+	case "pgbouncer":
+		proxy = e.pgbouncer
+	default:
+		return e.pgbench(ctx, t, clients, rawName, args...)
+	}
+	before, errBefore := cpuTime(proxy.pid)
+	r := e.pgbench(ctx, t, clients, rawName, args...)
+	after, errAfter := cpuTime(proxy.pid)
+	if r.ok() && errBefore == nil && errAfter == nil && r.Transactions > 0 {
+		r.ProxyCPUUS = float64((after - before).Microseconds()) / float64(r.Transactions)
+	}
+	return r
 }
 
 // runTenantSwitches runs 8 clients through tenantproxy as four pgbench processes of two

@@ -108,10 +108,19 @@ var shortTitle = map[string]string{
 
 // medianTPS is the median over the runs that succeeded; NaN when none did.
 func medianTPS(runs []pgbenchRun) float64 {
+	return medianOf(runs, func(r pgbenchRun) float64 { return r.TPS })
+}
+
+func medianCPU(runs []pgbenchRun) float64 {
+	return medianOf(runs, func(r pgbenchRun) float64 { return r.ProxyCPUUS })
+}
+
+// medianOf is the median of a figure over the runs that succeeded and measured it.
+func medianOf(runs []pgbenchRun, figure func(pgbenchRun) float64) float64 {
 	var xs []float64
 	for _, r := range runs {
-		if r.ok() {
-			xs = append(xs, r.TPS)
+		if v := figure(r); r.ok() && v > 0 {
+			xs = append(xs, v)
 		}
 	}
 	if len(xs) == 0 {
@@ -465,6 +474,7 @@ func (r *report) writePgbench(m *markdown) {
 	m.table([]string{"scenario", "direct", "PgBouncer", "tenantproxy", "tenantproxy / PgBouncer", "tenantproxy / direct", "PgBouncer / direct"}, rows)
 	m.chart("pgbench-tps.svg", c)
 	m.chart("pgbench-relative.svg", rel)
+	r.writeProxyCPU(m)
 
 	for _, s := range r.Pgbench {
 		m.p("### %s\n", s.Title)
@@ -482,6 +492,21 @@ func (r *report) writePgbench(m *markdown) {
 		}
 		m.p("")
 	}
+}
+
+// writeProxyCPU compares the work each proxy does per transaction, which the shared CPUs of a
+// small machine hide in the throughput figures.
+func (r *report) writeProxyCPU(m *markdown) {
+	m.p("### Proxy CPU per transaction\n")
+	m.p("User and system CPU of the proxy process (from /proc/<pid>/stat, before and after each run) divided by")
+	m.p("the transactions pgbench completed; median over the repetitions, in microseconds. PostgreSQL, pgbench")
+	m.p("and the proxy share this machine's CPUs, so less CPU in the proxy leaves more for the rest.\n")
+	var rows [][]string
+	for _, s := range r.Pgbench {
+		pgb, tp := medianCPU(s.Runs["pgbouncer"]), medianCPU(s.Runs["tenantproxy"])
+		rows = append(rows, []string{s.Title, num(pgb, "%.1f"), num(tp, "%.1f"), num(tp/pgb, "%.2fx")})
+	}
+	m.table([]string{"scenario", "PgBouncer (us)", "tenantproxy (us)", "tenantproxy / PgBouncer"}, rows)
 }
 
 func labels(keys []string) []string {

@@ -174,6 +174,31 @@ func rssKB(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
+// cpuTime is the CPU a process has used so far (user and system), from /proc/<pid>/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	stat := readFileString(fmt.Sprintf("/proc/%d/stat", pid))
+	// The command name in parentheses may hold spaces; the fields after it do not.
+	end := strings.LastIndexByte(stat, ')')
+	if end < 0 {
+		return 0, fmt.Errorf("cannot read /proc/%d/stat", pid)
+	}
+	fields := strings.Fields(stat[end+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	// utime and stime (fields 14 and 15 of the whole line) count clock ticks of 1/100 s:
+	// USER_HZ is 100 on every architecture Go runs on under Linux.
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
 // tenantproxyConfig is the TOML tenantproxy serves: transaction pooling, users bench (tenant
 // acme) and t00..t49 (each its own tenant), all with one SCRAM verifier.
 func (e *env) tenantproxyConfig(verifier string) string {

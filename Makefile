@@ -6,14 +6,14 @@ GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
 
 # Start the private database, migrate it, load demo data and serve config.example.toml on
 # 127.0.0.1:5432 (TENANTPROXY_LISTEN overrides).
-run: deps build db
+run: build db
 	scripts/run-demo
 
 # Every test: go vet, then the Go suite (unit, database, proxy, psql and node-postgres clients).
 test: deps vet
 	$(GO) test -count=1 ./...
 
-# Install what the tests and the demo need when it is missing: PostgreSQL, pgvector, node-postgres.
+# Install what the tests need when it is missing: PostgreSQL, pgvector, Node.js and node-postgres.
 deps:
 	scripts/pgenv install
 	scripts/node-deps
@@ -21,7 +21,7 @@ deps:
 build:
 	$(GO) build -o bin/tenantproxy ./cmd/tenantproxy
 
-# The benchmark report against PostgreSQL and PgBouncer (about 15 minutes; use a quiet machine):
+# The benchmark report against PostgreSQL and PgBouncer (about 30 minutes on 2 cores; use a quiet machine):
 # results/<UTC time>/report.md. BENCHFLAGS passes flags, e.g. BENCHFLAGS="--only pgbench".
 bench: deps
 	$(GO) run ./bench/cmd/bench $(BENCHFLAGS)

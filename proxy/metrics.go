@@ -60,7 +60,7 @@ func (m *Metrics) watch(s *Server) {
 		counter("dials_total", "Backend sessions opened.", func() float64 { return float64(s.pool.Stats().Dials) }),
 		counter("dial_errors_total", "Failed attempts to open a backend session.", func() float64 { return float64(s.pool.Stats().DialErrors) }),
 		counter("tenant_switches_total", "Handouts that had to set the tenant context.", func() float64 { return float64(s.pool.Stats().Switches) }),
-		counter("discards_total", "Backend sessions closed as broken or untrusted.", func() float64 { return float64(s.pool.Stats().Discards) }),
+		counter("discards_total", "Backend sessions closed: broken, untrusted, expired, or at shutdown.", func() float64 { return float64(s.pool.Stats().Discards) }),
 	)
 	guard := func(name, help string, value func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tenantproxy_guard_" + name, Help: help}, value)

@@ -174,7 +174,7 @@ func (c *clientConn) releaseBackend() {
 	c.backend = nil
 	c.mu.Unlock()
 	if b != nil {
-		b.In.BeforeBlock = b.Out.Flush
+		b.Detach()
 		c.srv.pool.Release(b)
 	}
 }

@@ -393,11 +393,11 @@ func (c *clientConn) prepareOn(b *session.Backend, stmt *session.Statement, name
 // statementFor resolves the client's statement name for a Bind or Describe in transaction
 // mode, preparing it on the backend if this backend has not seen it. It returns the name to
 // send, or an error for the client.
-func (c *clientConn) statementFor(b *session.Backend, name []byte) ([]byte, *pgError) {
+func (c *clientConn) statementFor(b *session.Backend, name []byte) (string, *pgError) {
 	if len(name) == 0 {
 		if c.unnamed == nil {
 			// Whatever unnamed statement the backend holds is another client's.
-			return nil, errorf("26000", "unnamed prepared statement does not exist")
+			return "", errorf("26000", "unnamed prepared statement does not exist")
 		}
 		if c.unnamedCheck != c.checkouts {
 			// The unnamed statement was prepared on another backend (or replaced by a Query).
@@ -407,16 +407,16 @@ func (c *clientConn) statementFor(b *session.Backend, name []byte) ([]byte, *pgE
 			c.relay.push(request{kind: reqParse, hide: true})
 			c.unnamedCheck = c.checkouts
 		}
-		return name, nil
+		return "", nil
 	}
 	stmt, ok := c.statements[string(name)]
 	if !ok {
-		return nil, errorf("26000", fmt.Sprintf("prepared statement %q does not exist", name))
+		return "", errorf("26000", fmt.Sprintf("prepared statement %q does not exist", name))
 	}
 	if !b.Prepared.Has(stmt) {
 		c.prepareOn(b, stmt, "", true)
 	}
-	return []byte(stmt.Name), nil
+	return stmt.Name, nil
 }
 
 func (c *clientConn) handleBind(msg []byte) error {
@@ -439,7 +439,7 @@ func (c *clientConn) handleBind(msg []byte) error {
 	if perr != nil {
 		return c.failExtended(perr)
 	}
-	if bytes.Equal(send, name) {
+	if send == string(name) {
 		return c.forwardExtended(msg, reqBind)
 	}
 	buf, at := wire.BeginMessage(b.Out.Bytes(), 'B')

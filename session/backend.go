@@ -56,6 +56,8 @@ type Backend struct {
 	created  time.Time
 	lastUsed time.Time
 	pool     *Pool
+	// flushOwn is Out.Flush, taken once: taking a method value allocates.
+	flushOwn func() error
 }
 
 // connect opens a server session with pgconn (which brings TLS and SCRAM) and takes it over.
@@ -86,9 +88,14 @@ func connect(ctx context.Context, cfg *pgconn.Config, maxPrepared int) (*Backend
 	}
 	b.In = wire.NewReader(hc.Conn, backendMessageLimit)
 	b.Out = wire.NewWriter(hc.Conn)
-	b.In.BeforeBlock = b.Out.Flush
+	b.flushOwn = b.Out.Flush
+	b.Detach()
 	return b, nil
 }
+
+// Detach makes a read from the session flush only the session's own writes before it blocks,
+// as it must once no client's writes are tied to it.
+func (b *Backend) Detach() { b.In.BeforeBlock = b.flushOwn }
 
 // Close ends the session politely (Terminate) and closes the connection.
 func (b *Backend) Close() {

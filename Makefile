@@ -21,7 +21,7 @@ deps:
 build:
 	$(GO) build -o bin/tenantproxy ./cmd/tenantproxy
 
-# The benchmark report against PostgreSQL and PgBouncer (about 30 minutes on 2 cores; use a quiet machine):
+# The benchmark report against PostgreSQL and PgBouncer (about 15 minutes on 2 cores, 20 with --repeat 5; use a quiet machine):
 # results/<UTC time>/report.md. BENCHFLAGS passes flags, e.g. BENCHFLAGS="--only pgbench".
 bench: deps
 	$(GO) run ./bench/cmd/bench $(BENCHFLAGS)

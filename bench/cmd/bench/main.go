@@ -1,7 +1,7 @@
 // Command bench measures tenantproxy on one machine, in one run, against PostgreSQL itself and
 // against PgBouncer, and writes a Markdown report with SVG charts under results/<UTC timestamp>/.
 //
-//	go run ./bench/cmd/bench                       # the full run (about 30 minutes on 2 cores)
+//	go run ./bench/cmd/bench                       # the full run (about 15 minutes on 2 cores)
 //	go run ./bench/cmd/bench --duration 3s --repeat 1 --idle-clients 2000 --vector-rows 5000
 //
 // It starts everything it measures (a private PostgreSQL cluster unless --database-url names a

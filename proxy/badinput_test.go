@@ -391,3 +391,118 @@ func TestMD5(t *testing.T) {
 		wantCode(t, err, "28P01")
 	}
 }
+
+// untilReady reads the answers up to ReadyForQuery and returns their message types in order.
+func untilReady(r *rawConn) string {
+	r.t.Helper()
+	var seen []byte
+	for {
+		m, err := r.fe.Receive()
+		if err != nil {
+			r.t.Fatalf("waiting for ReadyForQuery after %q: %v", seen, err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			seen = append(seen, 'E')
+		case *pgproto3.ReadyForQuery:
+			return string(append(seen, 'Z'))
+		case *pgproto3.CopyInResponse:
+			seen = append(seen, 'G')
+		default:
+			enc, err := m.Encode(nil)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			seen = append(seen, enc[0])
+		}
+	}
+}
+
+// Messages the server throws away without an answer (a Query after an error in an extended
+// group, anything but copy data during COPY FROM STDIN, Sync inside a COPY) must not leave the
+// proxy waiting for an answer that never comes: the client would hang, and its backend with it,
+// even after it left. Each case ends with the client leaving; with a pool of one, the next
+// client's query shows that the backend came back.
+func TestMessagesTheServerThrowsAway(t *testing.T) {
+	db := pgtest.New(t)
+	admin := pgtest.Connect(t, db.AdminURL)
+	mustExec(t, admin, "CREATE TABLE public.copy_sink (body text)")
+	mustExec(t, admin, "GRANT INSERT ON public.copy_sink TO tenantproxy_app")
+	copyIn := "COPY public.copy_sink FROM STDIN"
+	// run reports whether the connection is still open, as the server would leave it.
+	cases := []struct {
+		name string
+		run  func(t *testing.T, r *rawConn) bool
+	}{
+		{"Query after an error in an extended group", func(t *testing.T, r *rawConn) bool {
+			r.send(&pgproto3.Parse{Query: "SELEC bad"}, &pgproto3.Query{String: "SELECT 1"}, &pgproto3.Sync{})
+			if got := untilReady(r); got != "EZ" {
+				t.Errorf("answers %q, want an error and one ReadyForQuery (the Query is skipped, as the server does)", got)
+			}
+			return true
+		}},
+		{"Query during COPY FROM STDIN", func(t *testing.T, r *rawConn) bool {
+			r.send(&pgproto3.Query{String: copyIn})
+			until[*pgproto3.CopyInResponse](r)
+			r.send(&pgproto3.Query{String: "SELECT 1"})
+			if got := untilReady(r); got != "EZ" {
+				t.Errorf("answers %q, want the COPY's error and one ReadyForQuery", got)
+			}
+			return true
+		}},
+		{"Query pipelined behind COPY FROM STDIN", func(t *testing.T, r *rawConn) bool {
+			// The server reads the Query as the COPY's first message and ends the connection
+			// (protocol synchronization lost); the client sees that, promptly.
+			r.send(&pgproto3.Query{String: copyIn}, &pgproto3.Query{String: "SELECT 1"})
+			until[*pgproto3.CopyInResponse](r)
+			for {
+				m, err := r.fe.Receive()
+				if err != nil {
+					t.Fatalf("the connection ended without a FATAL: %v", err)
+				}
+				if e, ok := m.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
+					if e.Code != "08P01" {
+						t.Errorf("FATAL %s %s", e.Code, e.Message)
+					}
+					break
+				}
+			}
+			if _, err := r.fe.Receive(); err == nil {
+				t.Error("the connection stayed open after FATAL")
+			}
+			return false
+		}},
+		{"Sync and Flush inside an extended COPY", func(t *testing.T, r *rawConn) bool {
+			r.send(&pgproto3.Parse{Query: copyIn}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+			until[*pgproto3.CopyInResponse](r)
+			r.send(&pgproto3.Sync{}, &pgproto3.Flush{}, &pgproto3.CopyData{Data: []byte("row\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+			if got := untilReady(r); got != "CZ" {
+				t.Errorf("answers %q, want CommandComplete and one ReadyForQuery", got)
+			}
+			return true
+		}},
+	}
+	for _, mode := range modes {
+		p := startProxy(t, db, mode, func(c *config.Config) {
+			c.Pool.Size = 1
+			c.Pool.CheckoutTimeout = config.Duration{Duration: 2 * time.Second}
+		})
+		for _, tc := range cases {
+			t.Run(mode+"/"+tc.name, func(t *testing.T) {
+				r := p.loggedIn(t)
+				if tc.run(t, r) {
+					r.send(&pgproto3.Query{String: "SELECT 2"})
+					if got := untilReady(r); got != "TDCZ" {
+						t.Errorf("the next Query got %q", got)
+					}
+				}
+				r.conn.Close()
+				conn := p.connect(t, "bob")
+				if got := queryInt(t, conn, "SELECT 3"); got != 3 {
+					t.Errorf("the next client: %d", got)
+				}
+				conn.Close(ctx)
+			})
+		}
+	}
+}

@@ -85,6 +85,18 @@ func (r *relayState) pop() {
 	}
 }
 
+// remove takes out the request at position i from the front (i > 0): the server will never
+// answer it.
+func (r *relayState) remove(i int) {
+	at := r.head + i
+	copy(r.queue[at:], r.queue[at+1:])
+	r.queue[len(r.queue)-1] = request{}
+	r.queue = r.queue[:len(r.queue)-1]
+	if i < r.awaiting {
+		r.awaiting--
+	}
+}
+
 // flushPoint marks everything queued so far as sure to be answered.
 func (r *relayState) flushPoint() { r.awaiting = r.pending() }
 
@@ -151,6 +163,9 @@ func (c *clientConn) handle() error {
 	if c.relay.localSkip && typ != 'S' && typ != 'X' {
 		return nil
 	}
+	if c.relay.copyIn && typ != 'c' && typ != 'f' && typ != 'X' {
+		return c.interruptCopy(typ)
+	}
 	switch typ {
 	case 'Q':
 		return c.handleQuery(msg)
@@ -190,6 +205,23 @@ func (c *clientConn) handle() error {
 }
 
 var errClientTerminated = errors.New("client sent Terminate")
+
+// interruptCopy handles a message other than copy data during copy-in. The server ignores Flush
+// and Sync there; any other message ends the COPY with an error and is itself thrown away. The
+// proxy throws it away too, and ends the COPY with CopyFail, so that nothing it did not check
+// reaches the server.
+func (c *clientConn) interruptCopy(typ byte) error {
+	if typ == 'H' || typ == 'S' {
+		return nil
+	}
+	buf, at := wire.BeginMessage(c.backend.Out.Bytes(), 'f')
+	buf = fmt.Appendf(buf, "unexpected message type 0x%02X during COPY from stdin", typ)
+	buf = append(buf, 0)
+	c.backend.Out.Commit(wire.EndMessage(buf, at))
+	c.relay.copyIn = false
+	c.relay.flushPoint()
+	return nil
+}
 
 // body returns a message's body, checking that it ends with NUL when it must.
 func body(msg []byte) []byte { return msg[wire.HeaderSize:] }
@@ -561,7 +593,8 @@ func (c *clientConn) drain() error {
 			c.answer(r)
 			continue
 		}
-		if c.relay.skipping && r.kind != reqSync && r.kind != reqQuery {
+		if c.relay.skipping && r.kind != reqSync {
+			// The server ignores every message up to Sync, a simple Query too: no answer.
 			c.undo(r)
 			c.relay.pop()
 			continue
@@ -686,9 +719,12 @@ func (c *clientConn) relayOne(r *request) error {
 			continue
 		case 'G': // CopyInResponse: the client streams data next
 			c.emit(r, msg)
-			c.relay.copyIn = true
 			c.relay.irregular = true
 			c.dropSyncsBeforeCopyData()
+			if c.dropMessageEndingCopy() {
+				continue // the server ends the COPY with an error: relay it
+			}
+			c.relay.copyIn = true
 			return nil
 		}
 		var want reqKind
@@ -805,19 +841,34 @@ func (c *clientConn) noteCommand(msg []byte) {
 // other message would end the COPY with an error, after which Syncs count again. The group still
 // needs a Sync the server sees, so it is unsynced until the client sends one.
 func (c *clientConn) dropSyncsBeforeCopyData() {
-	q := c.relay.queue[c.relay.head+1:]
-	n := 0
-	for n < len(q) && q[n].kind == reqSync && !q[n].answer {
-		n++
+	dropped := false
+	for c.relay.pending() > 1 {
+		r := &c.relay.queue[c.relay.head+1]
+		if r.kind != reqSync || r.answer {
+			break
+		}
+		c.relay.remove(1)
+		dropped = true
 	}
-	if n == 0 {
-		return
+	if dropped {
+		c.relay.unsynced = true
 	}
-	copy(q, q[n:])
-	clear(q[len(q)-n:])
-	c.relay.queue = c.relay.queue[:len(c.relay.queue)-n]
-	c.relay.awaiting = min(c.relay.awaiting, c.relay.pending())
-	c.relay.unsynced = true
+}
+
+// dropMessageEndingCopy: the client sent a message behind the COPY before it learnt of it (a
+// pipelined Query, say). The server reads it as the first message of the copy data, throws it
+// away and ends the COPY with an error, so it will never be answered.
+func (c *clientConn) dropMessageEndingCopy() bool {
+	for i := 1; i < c.relay.pending(); i++ {
+		r := &c.relay.queue[c.relay.head+i]
+		if r.answer {
+			continue // answered by the proxy: nothing went to the server
+		}
+		c.undo(r)
+		c.relay.remove(i)
+		return true
+	}
+	return false
 }
 
 // desync is a backend answer that matches no request: the proxy no longer knows what the

@@ -92,8 +92,10 @@ func TestVectorTopKReturnsOnlyOwnRows(t *testing.T) {
 	}
 }
 
-// A tenant with 1% of the rows still gets a full and correct top 10 through the HNSW index:
-// iterative scans keep going until enough rows pass the RLS filter.
+// A tenant with 1% of the rows still gets a full top 10 of its own rows through the HNSW index,
+// nearly all of them the true nearest: iterative scans keep going until enough rows pass the RLS
+// filter. HNSW is approximate and its graph is built at random, so recall is checked on average
+// over several queries rather than exactly on one.
 func TestVectorTopKIsFullForASmallTenant(t *testing.T) {
 	db := pgtest.New(t)
 	admin := pgtest.Connect(t, db.AdminURL)
@@ -103,33 +105,40 @@ func TestVectorTopKIsFullForASmallTenant(t *testing.T) {
 
 	conn := db.TenantConn(t, "small")
 	preferHNSW(t, conn)
+	exact := db.TenantConn(t, "small")
+	exec(t, exact, "SET enable_indexscan = off")
 	q := randomVector(384)
 	if plan := planNodes(t, conn, top10, q); !strings.Contains(plan, "vector_embeddings_384_hnsw") {
 		t.Fatalf("the query does not use the HNSW index:\n%s", plan)
 	}
-	got := topK(t, conn, top10, q)
-
-	exact := db.TenantConn(t, "small")
-	exec(t, exact, "SET enable_indexscan = off")
-	want := topK(t, exact, top10, q)
-	if len(want) != 10 {
-		t.Fatalf("exact search found %d rows", len(want))
-	}
-	if len(got) != 10 {
-		t.Fatalf("the small tenant got %d of 10 hits", len(got))
-	}
+	const queries = 10
 	found := 0
-	for _, h := range got {
-		if h.tenant != "small" {
-			t.Errorf("small tenant got a row of %s", h.tenant)
+	for i := range queries {
+		if i > 0 {
+			q = randomVector(384)
 		}
-		if slices.Contains(want, h) {
-			found++
+		got := topK(t, conn, top10, q)
+		want := topK(t, exact, top10, q)
+		if len(want) != 10 {
+			t.Fatalf("exact search found %d rows", len(want))
+		}
+		if len(got) != 10 {
+			t.Fatalf("the small tenant got %d of 10 hits", len(got))
+		}
+		for _, h := range got {
+			if h.tenant != "small" {
+				t.Errorf("small tenant got a row of %s", h.tenant)
+			}
+			if slices.Contains(want, h) {
+				found++
+			}
 		}
 	}
-	if found < 9 {
-		t.Errorf("recall@10 = %d/10 against an exact scan", found)
+	t.Logf("recall@10 over %d queries: %.2f", queries, float64(found)/float64(10*queries))
+	if found < 8*queries {
+		t.Errorf("recall@10 = %d/%d against an exact scan, want at least 0.8", found, 10*queries)
 	}
+	q = randomVector(384)
 
 	// Without iterative scans the same index starves the small tenant: the setting matters.
 	starved := db.TenantConn(t, "small")

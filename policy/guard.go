@@ -74,6 +74,9 @@ type Verdict struct {
 	// DropsStatements is set for DISCARD ALL and DEALLOCATE ALL: every prepared statement of the
 	// session is gone.
 	DropsStatements bool
+	// SetsLocal is set for SET LOCAL: until the transaction ends, statements are parsed under
+	// settings that are the client's own.
+	SetsLocal bool
 }
 
 // GuardStats counts how Check reached its verdicts.
@@ -223,6 +226,7 @@ type inspection struct {
 	unsupported *Verdict // first 0A000 refusal
 	resets      bool
 	drops       bool
+	setsLocal   bool
 	views       int // depth inside CREATE VIEW
 }
 
@@ -233,7 +237,7 @@ func (in *inspection) verdict() Verdict {
 	case in.unsupported != nil:
 		return *in.unsupported
 	}
-	return Verdict{ResetsContext: in.resets, DropsStatements: in.drops}
+	return Verdict{ResetsContext: in.resets, DropsStatements: in.drops, SetsLocal: in.setsLocal}
 }
 
 // deny refuses with 42501, in every mode.
@@ -272,7 +276,11 @@ func (in *inspection) statement(stmt *pg_query.Node) {
 		if s.GetKind() == pg_query.VariableSetKind_VAR_SET_MULTI && name != "session characteristics" {
 			break // SET TRANSACTION ..., SET TRANSACTION SNAPSHOT
 		}
-		if s.GetIsLocal() || in.g.tracked[name] || name == "transaction" || name == "transaction snapshot" {
+		if s.GetIsLocal() {
+			in.setsLocal = true
+			break
+		}
+		if in.g.tracked[name] || name == "transaction" || name == "transaction snapshot" {
 			break
 		}
 		if name == "session characteristics" {
@@ -598,6 +606,10 @@ func (in *inspection) funcCall(fc *pg_query.FuncCall) {
 	case sessionSequenceReaders[name]:
 		in.notPooled("session-state", name+", which reads session state,",
 			"Use INSERT ... RETURNING to get generated values.")
+	case name == "setseed":
+		// The seed outlives the transaction: the next client's random() would follow it.
+		in.notPooled("session-state", "setseed, which seeds the session's random(),",
+			"Use session pooling for reproducible random sequences.")
 	}
 }
 

@@ -286,6 +286,8 @@ var refusedStatements = []struct {
 	{`SELECT pg_try_advisory_lock(1)`, "0A000", "session-state"},
 	{`SELECT pg_advisory_unlock_all()`, "0A000", "session-state"},
 	{`SELECT currval('s')`, "0A000", "session-state"},
+	{`SELECT setseed(0.1)`, "0A000", "session-state"},
+	{`SELECT count(*) FROM (SELECT pg_catalog.SetSeed(0.5)) s`, "0A000", "session-state"},
 	{`SELECT lastval()`, "0A000", "session-state"},
 	{`PREPARE p AS SELECT 1`, "0A000", "sql-prepare"},
 	{`EXECUTE p`, "0A000", "sql-prepare"},

@@ -21,7 +21,7 @@ import "strings"
 //     with pg_temp), RESET ALL: SET or RESET. A SET clause inside another statement only exists
 //     in ALTER ROLE/DATABASE/SYSTEM/FUNCTION/PROCEDURE/ROUTINE and CREATE FUNCTION/PROCEDURE.
 //   - set_config, the *_to_xml family, ts_stat, ts_rewrite, dblink*, lo_*, loread, lowrite,
-//     pg_notify, pg_read_*, pg_stat_file, pg_ls_*, pg_*_backend, the advisory locks, currval,
+//     pg_notify, pg_read_*, pg_stat_file, pg_ls_*, pg_*_backend, the advisory locks, setseed, currval,
 //     lastval: their names.
 //   - writes to pg_settings, and views over it: pg_settings.
 //   - persistent settings, role DDL, code definitions: ALTER, CREATE, DROP, GRANT, REVOKE or
@@ -58,7 +58,7 @@ var prefilterStatementKeywords = []string{"set", "do"}
 // prefilterSubstrings are matched anywhere, because identifiers may be quoted.
 var prefilterSubstrings = []string{
 	"u&", "set_config", "pg_settings", "_to_xml", "xml", "ts_stat", "ts_rewrite", "dblink",
-	"lo_", "loread", "lowrite", "pg_notify", "advisory", "currval", "lastval", "backend",
+	"lo_", "loread", "lowrite", "pg_notify", "advisory", "currval", "lastval", "setseed", "backend",
 	"pg_read", "pg_ls", "pg_stat", "role", "authorization", "session",
 	// temporary schemas: pg_temp, pg_temp_3, pg_toast_temp_3
 	"_temp",

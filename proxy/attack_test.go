@@ -1182,7 +1182,7 @@ func pipelineCases() []customCase {
 // internalName is the pool-wide name the proxy gives (in transaction mode) to a statement text
 // prepared without parameter types.
 func (a *arena) internalName(query string) string {
-	return a.p.srv.Pool().Statement([]byte(query), []byte{0, 0}).Name
+	return a.p.srv.Pool().Statement([]byte(query), []byte{0, 0}, "").Name
 }
 
 // prepareSecrets has the victim prepare and run named statements holding globex markers.

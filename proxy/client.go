@@ -59,6 +59,8 @@ type clientConn struct {
 	resetNames map[string]bool
 	// resetPending: the client reset its session; its settings go back to the startup ones.
 	resetPending bool
+	// localSettings: the client ran SET LOCAL, and its transaction may not be over yet.
+	localSettings bool
 
 	flushBoth func() error
 }

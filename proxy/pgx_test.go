@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tenantproxy/tenantproxy/config"
 	"github.com/tenantproxy/tenantproxy/internal/pgtest"
 )
 
@@ -411,4 +412,56 @@ func TestCancelWithAWrongKeyDoesNothing(t *testing.T) {
 			t.Errorf("bob's query was cancelled: %v", err)
 		}
 	})
+}
+
+// A prepared statement keeps the values the server gave its literals when it parsed them,
+// under the settings of that moment (DateStyle, IntervalStyle, TimeZone). In transaction mode
+// clients share prepared statements on the pool's backends, so a statement one client prepared
+// under its own settings must never be handed to a client with others.
+func TestSharedStatementsKeepEachClientsSettings(t *testing.T) {
+	db := pgtest.New(t)
+	p := startProxy(t, db, "transaction", func(c *config.Config) { c.Pool.Size = 1 })
+	const query = "SELECT '01/02/2024'::date::text, '2024-01-01 00:00'::timestamptz::text, interval '1 day'::text"
+	run := func(conn *pgx.Conn) string {
+		t.Helper()
+		var d, ts, iv string
+		if err := conn.QueryRow(ctx, query).Scan(&d, &ts, &iv); err != nil { // prepared by pgx
+			t.Fatal(err)
+		}
+		return d + " | " + ts + " | " + iv
+	}
+	const bobs = "2024-01-02 | 2024-01-01 00:00:00+00 | 1 day"
+
+	// Other settings from the startup packet.
+	alice := p.connect(t, "alice", "DateStyle=ISO,%20DMY", "TimeZone=Asia/Tokyo", "IntervalStyle=sql_standard")
+	if got := run(alice); got != "2024-02-01 | 2024-01-01 00:00:00+09 | 1 0:00:00" {
+		t.Errorf("alice's own answer: %s", got)
+	}
+	bob := p.connect(t, "bob")
+	if got := run(bob); got != bobs {
+		t.Errorf("bob ran alice's statement: %s, want %s", got, bobs)
+	}
+
+	// Settings changed with SET LOCAL, in force only inside alice's transaction.
+	carol := p.connect(t, "carol")
+	tx, err := carol.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL DateStyle = 'ISO, DMY'"); err != nil {
+		t.Fatal(err)
+	}
+	var d string
+	if err := tx.QueryRow(ctx, "SELECT '03/04/2024'::date::text").Scan(&d); err != nil || d != "2024-04-03" {
+		t.Fatalf("inside carol's transaction: %q, %v", d, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.QueryRow(ctx, "SELECT '03/04/2024'::date::text").Scan(&d); err != nil || d != "2024-03-04" {
+		t.Errorf("bob ran carol's statement from her SET LOCAL transaction: %q, %v", d, err)
+	}
+	if got := run(bob); got != bobs {
+		t.Errorf("bob, again: %s", got)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 	"github.com/tenantproxy/tenantproxy/policy"
@@ -245,6 +246,7 @@ func (c *clientConn) handleQuery(msg []byte) error {
 		c.logRefusal(v, text)
 		return c.refuseSimple(&pgError{Severity: "ERROR", Code: v.Code, Message: v.Message, Hint: v.Hint})
 	}
+	c.localSettings = c.localSettings || v.SetsLocal
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		c.relay.push(request{kind: reqQuery, answer: true, err: perr, status: 'I'})
@@ -366,6 +368,7 @@ func (c *clientConn) handleParse(msg []byte) error {
 		c.logRefusal(v, query)
 		return c.failExtended(&pgError{Severity: "ERROR", Code: v.Code, Message: v.Message, Hint: v.Hint})
 	}
+	c.localSettings = c.localSettings || v.SetsLocal
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		return c.failExtended(perr)
@@ -395,7 +398,7 @@ func (c *clientConn) handleParse(msg []byte) error {
 	if _, exists := c.statements[string(name)]; exists {
 		return c.failExtended(errorf("42P05", fmt.Sprintf("prepared statement %q already exists", name)))
 	}
-	stmt := c.srv.pool.Statement(query, types)
+	stmt := c.srv.pool.Statement(query, types, c.statementScope())
 	clientName := string(name)
 	c.statements[clientName] = stmt
 	if b.Prepared.Has(stmt) {
@@ -446,9 +449,26 @@ func (c *clientConn) statementFor(b *session.Backend, name []byte) (string, *pgE
 		return "", errorf("26000", fmt.Sprintf("prepared statement %q does not exist", name))
 	}
 	if !b.Prepared.Has(stmt) {
-		c.prepareOn(b, stmt, "", true)
+		if scope := c.statementScope(); scope != stmt.Scope {
+			// Prepared anew here, it is parsed under the settings in force now.
+			stmt = c.srv.pool.Statement([]byte(stmt.Query), stmt.Types(), scope)
+			c.statements[string(name)] = stmt
+		}
+		if !b.Prepared.Has(stmt) {
+			c.prepareOn(b, stmt, "", true)
+		}
 	}
 	return stmt.Name, nil
+}
+
+// statementScope names the settings a statement the client prepares now is parsed under:
+// the ones of its tracked settings that matter to parsing, or, after SET LOCAL in the
+// transaction, settings of its own that no other client's statement may share.
+func (c *clientConn) statementScope() string {
+	if c.localSettings {
+		return "local " + strconv.FormatUint(c.srv.ownScopes.Add(1), 10)
+	}
+	return c.params.ParseKey()
 }
 
 func (c *clientConn) handleBind(msg []byte) error {
@@ -899,9 +919,13 @@ func (c *clientConn) settle() error {
 	}
 	b := c.backend
 	if b == nil {
+		c.localSettings = false
 		return c.out.Flush()
 	}
 	idle := b.TxStatus == 'I' && !c.relay.unsynced
+	if idle {
+		c.localSettings = false // SET LOCAL ended with the transaction
+	}
 	if !idle {
 		// Inside a transaction the context is restored behind each message (restoreContext)
 		// and confirmed once the transaction is over.

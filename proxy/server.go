@@ -49,6 +49,8 @@ type Server struct {
 	closing   bool
 	nclients  atomic.Int64
 	wg        sync.WaitGroup
+	// ownScopes numbers the statements parsed under SET LOCAL, which no one else shares.
+	ownScopes atomic.Uint64
 }
 
 type userAuth struct {

@@ -292,6 +292,13 @@ type Statement struct {
 	Query string
 	// Parse is the whole Parse message, under Name, ready to send.
 	Parse []byte
+	// Scope names the settings it is parsed under (see Pool.Statement).
+	Scope string
+}
+
+// Types are the statement's parameter types, as the Parse message carries them.
+func (s *Statement) Types() []byte {
+	return s.Parse[1+4+len(s.Name)+1+len(s.Query)+1:] // type, length, name, NUL, query, NUL
 }
 
 // StatementKey identifies a statement by what it means: the query and its parameter types.

@@ -498,10 +498,12 @@ type statementRegistry struct {
 
 const maxRegistered = 10000
 
-// Statement returns the pool-wide statement for a Parse message body's query and types; parse
-// is the message body after the client's statement name (query, NUL, parameter types).
-func (p *Pool) Statement(query, types []byte) *Statement {
-	key := StatementKey(query, types)
+// Statement returns the pool-wide statement for a query and its parameter types, parsed under
+// scope: clients share a statement only when they parse it under the same settings, because
+// the server turns literals into values as it parses (a date under DateStyle, a timestamp
+// under TimeZone) and a prepared statement keeps them.
+func (p *Pool) Statement(query, types []byte, scope string) *Statement {
+	key := StatementKey(query, types) + "\x00" + scope
 	r := &p.statements
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -524,7 +526,7 @@ func (p *Pool) Statement(query, types []byte) *Statement {
 	msg = append(msg, types...)
 	n := len(msg) - 1
 	msg[1], msg[2], msg[3], msg[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-	s := &Statement{Name: name, Query: string(query), Parse: msg}
+	s := &Statement{Name: name, Query: string(query), Parse: msg, Scope: scope}
 	r.m[key] = s
 	return s
 }

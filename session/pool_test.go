@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -290,11 +291,17 @@ func TestPreparedSetEvictsLeastRecentlyUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Release(b)
-	s1 := p.Statement([]byte("SELECT 1"), []byte{0, 0})
-	s2 := p.Statement([]byte("SELECT 2"), []byte{0, 0})
-	s3 := p.Statement([]byte("SELECT 3"), []byte{0, 0})
-	if p.Statement([]byte("SELECT 1"), []byte{0, 0}) != s1 || s1.Name == s2.Name {
+	s1 := p.Statement([]byte("SELECT 1"), []byte{0, 0}, "")
+	s2 := p.Statement([]byte("SELECT 2"), []byte{0, 0}, "")
+	s3 := p.Statement([]byte("SELECT 3"), []byte{0, 0}, "")
+	if p.Statement([]byte("SELECT 1"), []byte{0, 0}, "") != s1 || s1.Name == s2.Name {
 		t.Fatal("statements are not named by their text")
+	}
+	if other := p.Statement([]byte("SELECT 1"), []byte{0, 0}, "DateStyle=ISO, DMY\x00"); other == s1 {
+		t.Fatal("a statement parsed under other settings is shared")
+	}
+	if got := s1.Types(); !bytes.Equal(got, []byte{0, 0}) {
+		t.Fatalf("Types() = %v", got)
 	}
 	if b.Prepared.Add(s1) != nil || b.Prepared.Add(s2) != nil {
 		t.Fatal("evicted below the limit")

@@ -10,8 +10,9 @@ import (
 // that stands for all of them: a checkout compares keys instead of walking maps, so when the
 // backend already holds the client's tenant and settings it costs nothing.
 type Settings struct {
-	values map[string]string
-	key    string
+	values   map[string]string
+	key      string
+	parseKey string
 }
 
 // NewSettings holds a copy of values.
@@ -39,6 +40,13 @@ func (s *Settings) Set(name, value string) {
 	s.rekey()
 }
 
+// ParseKey stands for the settings that change what a statement means once parsed: the
+// server turns literals into values as it parses (a date under DateStyle, an interval under
+// IntervalStyle, a timestamp under TimeZone), and a prepared statement keeps them.
+func (s *Settings) ParseKey() string { return s.parseKey }
+
+var parseSettings = []string{"DateStyle", "IntervalStyle", "TimeZone"}
+
 // Clone is an independent copy.
 func (s *Settings) Clone() *Settings { return NewSettings(s.values) }
 
@@ -55,4 +63,14 @@ func (s *Settings) rekey() {
 		b.WriteByte(0)
 	}
 	s.key = b.String()
+	b.Reset()
+	for _, name := range parseSettings {
+		if v, ok := s.values[name]; ok {
+			b.WriteString(name)
+			b.WriteByte('=')
+			b.WriteString(v)
+			b.WriteByte(0)
+		}
+	}
+	s.parseKey = b.String()
 }

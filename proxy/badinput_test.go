@@ -441,6 +441,17 @@ func TestMessagesTheServerThrowsAway(t *testing.T) {
 			}
 			return true
 		}},
+		{"Query after an error in an extended group, Sync later", func(t *testing.T, r *rawConn) bool {
+			// Until the Sync the server ignores everything: the backend is not idle, whatever
+			// the last ReadyForQuery said, and must not serve anyone else meanwhile.
+			r.send(&pgproto3.Parse{Query: "SELEC bad"}, &pgproto3.Flush{}, &pgproto3.Query{String: "SELECT 1"})
+			until[*pgproto3.ErrorResponse](r)
+			r.send(&pgproto3.Sync{})
+			if got := untilReady(r); got != "Z" {
+				t.Errorf("answers %q after the error, want one ReadyForQuery", got)
+			}
+			return true
+		}},
 		{"Query during COPY FROM STDIN", func(t *testing.T, r *rawConn) bool {
 			r.send(&pgproto3.Query{String: copyIn})
 			until[*pgproto3.CopyInResponse](r)
@@ -504,5 +515,30 @@ func TestMessagesTheServerThrowsAway(t *testing.T) {
 				conn.Close(ctx)
 			})
 		}
+	}
+}
+
+// A COPY run by a simple Query ends with its own ReadyForQuery, even with a Sync sent behind it
+// (which the server ignores during the COPY): the client is then idle and holds no backend.
+func TestSimpleCopyWithSyncBehindReleasesTheBackend(t *testing.T) {
+	db := pgtest.New(t)
+	admin := pgtest.Connect(t, db.AdminURL)
+	mustExec(t, admin, "CREATE TABLE public.copy_sink (body text)")
+	mustExec(t, admin, "GRANT INSERT ON public.copy_sink TO tenantproxy_app")
+	p := startProxy(t, db, "transaction", func(c *config.Config) {
+		c.Pool.Size = 1
+		c.Pool.CheckoutTimeout = config.Duration{Duration: 2 * time.Second}
+	})
+	r := p.loggedIn(t)
+	r.send(&pgproto3.Query{String: "COPY public.copy_sink FROM STDIN"}, &pgproto3.Sync{})
+	until[*pgproto3.CopyInResponse](r)
+	r.send(&pgproto3.CopyData{Data: []byte("row\n")}, &pgproto3.CopyDone{})
+	if got := untilReady(r); got != "CZ" {
+		t.Fatalf("answers %q, want CommandComplete and ReadyForQuery", got)
+	}
+	// alice stays connected and idle; with a pool of one, bob needs her former backend.
+	conn := p.connect(t, "bob")
+	if got := queryString(t, conn, "SHOW app.current_tenant_id"); got != "globex" {
+		t.Errorf("bob's tenant %q", got)
 	}
 }

@@ -227,9 +227,9 @@ func (c *clientConn) finish(cause error) {
 	if b == nil {
 		return
 	}
-	if c.relay.pending() > 0 || c.relay.copyIn || c.relay.unsynced {
-		// Mid-request, mid-COPY, or with extended-query messages not yet synced (an implicit
-		// transaction may be open): the session's state is unknown.
+	if c.relay.pending() > 0 || c.relay.copyIn || c.relay.unsynced || c.relay.skipping {
+		// Mid-request, mid-COPY, with extended-query messages not yet synced (an implicit
+		// transaction may be open), or skipping to Sync: the session's state is unknown.
 		c.log.Info().Msg("client left with a request in progress: closing its backend session")
 		c.discardBackend()
 		return

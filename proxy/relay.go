@@ -297,7 +297,7 @@ func (c *clientConn) restoreContext(b *session.Backend) {
 // a transaction block the transaction fails, exactly as an error would make it.
 func (c *clientConn) refuseSimple(e *pgError) error {
 	b := c.backend
-	if b == nil || (b.TxStatus == 'I' && c.relay.pending() == 0 && !c.relay.unsynced) {
+	if b == nil || (b.TxStatus == 'I' && c.relay.pending() == 0 && !c.relay.unsynced && !c.relay.skipping) {
 		c.relay.push(request{kind: reqQuery, answer: true, err: e, status: 'I'})
 		c.relay.flushPoint()
 		return nil
@@ -740,7 +740,7 @@ func (c *clientConn) relayOne(r *request) error {
 		case 'G': // CopyInResponse: the client streams data next
 			c.emit(r, msg)
 			c.relay.irregular = true
-			c.dropSyncsBeforeCopyData()
+			c.dropSyncsBeforeCopyData(r)
 			if c.dropMessageEndingCopy() {
 				continue // the server ends the COPY with an error: relay it
 			}
@@ -858,9 +858,10 @@ func (c *clientConn) noteCommand(msg []byte) {
 
 // dropSyncsBeforeCopyData: during copy-in the server ignores Sync (and Flush), so Syncs the
 // client sent right behind the COPY, before it learnt of it, will never be answered. The first
-// other message would end the COPY with an error, after which Syncs count again. The group still
-// needs a Sync the server sees, so it is unsynced until the client sends one.
-func (c *clientConn) dropSyncsBeforeCopyData() {
+// other message would end the COPY with an error, after which Syncs count again. A COPY run by
+// Execute still needs a Sync the server sees, so its group is unsynced until the client sends
+// one; a COPY run by a simple Query ends with its own ReadyForQuery.
+func (c *clientConn) dropSyncsBeforeCopyData(copyReq *request) {
 	dropped := false
 	for c.relay.pending() > 1 {
 		r := &c.relay.queue[c.relay.head+1]
@@ -870,7 +871,7 @@ func (c *clientConn) dropSyncsBeforeCopyData() {
 		c.relay.remove(1)
 		dropped = true
 	}
-	if dropped {
+	if dropped && copyReq.kind == reqExecute {
 		c.relay.unsynced = true
 	}
 }
@@ -922,7 +923,8 @@ func (c *clientConn) settle() error {
 		c.localSettings = false
 		return c.out.Flush()
 	}
-	idle := b.TxStatus == 'I' && !c.relay.unsynced
+	// A server skipping to Sync after an error ignores everything but Sync: not idle either.
+	idle := b.TxStatus == 'I' && !c.relay.unsynced && !c.relay.skipping
 	if idle {
 		c.localSettings = false // SET LOCAL ended with the transaction
 	}
@@ -932,8 +934,10 @@ func (c *clientConn) settle() error {
 		return c.out.Flush()
 	}
 	if c.srv.mode == policy.TransactionMode {
-		if c.relay.irregular && (b.In.Buffered() > 0 || !b.Alive()) {
-			// Something unexpected is waiting on this session: it serves no one else.
+		if c.relay.irregular {
+			// After an error inside an extended-query group or a COPY, what the server skipped
+			// (an eviction's Close, say) may differ from what the proxy believes it did: such a
+			// session serves no one else. The cost is a new session after such errors.
 			c.discardBackend()
 			return c.out.Flush()
 		}

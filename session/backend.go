@@ -189,15 +189,15 @@ func (b *Backend) Alive() bool {
 		return false
 	}
 	var buf [1]byte
-	var n int
 	var rerr error
 	if err := raw.Read(func(fd uintptr) bool {
-		n, _, rerr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		_, _, rerr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return true
 	}); err != nil {
 		return false
 	}
-	return n == 0 && errors.Is(rerr, syscall.EAGAIN)
+	// Nothing to read yet: EAGAIN. A byte waiting, or the end of the stream, is no idle session.
+	return errors.Is(rerr, syscall.EAGAIN)
 }
 
 // SetStatement builds "SET name = 'value'" for a setting name from the allow-list and a value

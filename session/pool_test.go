@@ -260,6 +260,30 @@ func TestDeadIdleSessionIsReplaced(t *testing.T) {
 	p.Release(b)
 }
 
+// A live session idle past CheckAfter passes the check and is handed out again, not replaced.
+func TestLiveIdleSessionIsKept(t *testing.T) {
+	db := pgtest.New(t)
+	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Millisecond })
+	b, err := p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := b.PID
+	p.Release(b)
+	time.Sleep(50 * time.Millisecond)
+	b, err = p.Acquire(ctx, "acme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(b)
+	if b.PID != pid {
+		t.Errorf("the idle, live session %d was replaced by %d", pid, b.PID)
+	}
+	if got := p.Stats().Discards; got != 0 {
+		t.Errorf("%d sessions discarded", got)
+	}
+}
+
 func TestCancelReachesTheSession(t *testing.T) {
 	p := newPool(t, pgtest.New(t), nil)
 	b, err := p.Acquire(ctx, "acme", nil)

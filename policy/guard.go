@@ -74,9 +74,9 @@ type Verdict struct {
 	// DropsStatements is set for DISCARD ALL and DEALLOCATE ALL: every prepared statement of the
 	// session is gone.
 	DropsStatements bool
-	// SetsLocal is set for SET LOCAL: until the transaction ends, statements are parsed under
-	// settings that are the client's own.
-	SetsLocal bool
+	// ChangesSettings is set for SET, SET LOCAL, RESET and DISCARD ALL: until they have run and
+	// the transaction is over, statements may be parsed under settings the proxy cannot name.
+	ChangesSettings bool
 }
 
 // GuardStats counts how Check reached its verdicts.
@@ -226,7 +226,7 @@ type inspection struct {
 	unsupported *Verdict // first 0A000 refusal
 	resets      bool
 	drops       bool
-	setsLocal   bool
+	changes     bool
 	views       int // depth inside CREATE VIEW
 }
 
@@ -237,7 +237,7 @@ func (in *inspection) verdict() Verdict {
 	case in.unsupported != nil:
 		return *in.unsupported
 	}
-	return Verdict{ResetsContext: in.resets, DropsStatements: in.drops, SetsLocal: in.setsLocal}
+	return Verdict{ResetsContext: in.resets, DropsStatements: in.drops, ChangesSettings: in.changes || in.resets}
 }
 
 // deny refuses with 42501, in every mode.
@@ -268,6 +268,9 @@ func (in *inspection) statement(stmt *pg_query.Node) {
 		return
 	}
 	name := foldASCII(s.GetName())
+	if s.GetKind() != pg_query.VariableSetKind_VAR_SET_MULTI || name == "session characteristics" {
+		in.changes = true
+	}
 	switch s.GetKind() {
 	case pg_query.VariableSetKind_VAR_RESET_ALL:
 		in.resets = true
@@ -276,11 +279,7 @@ func (in *inspection) statement(stmt *pg_query.Node) {
 		if s.GetKind() == pg_query.VariableSetKind_VAR_SET_MULTI && name != "session characteristics" {
 			break // SET TRANSACTION ..., SET TRANSACTION SNAPSHOT
 		}
-		if s.GetIsLocal() {
-			in.setsLocal = true
-			break
-		}
-		if in.g.tracked[name] || name == "transaction" || name == "transaction snapshot" {
+		if s.GetIsLocal() || in.g.tracked[name] || name == "transaction" || name == "transaction snapshot" {
 			break
 		}
 		if name == "session characteristics" {

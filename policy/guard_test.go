@@ -332,6 +332,28 @@ func TestGuardAllowed(t *testing.T) {
 	}
 }
 
+// Statements that change settings are flagged, so that the proxy shares no prepared statement
+// parsed while the change is in flight; others are not.
+func TestGuardFlagsSettingsChanges(t *testing.T) {
+	g := newGuard(policy.TransactionMode)
+	for sql, want := range map[string]bool{
+		`SET TimeZone = 'Asia/Tokyo'`:                  true,
+		`SET LOCAL DateStyle = 'ISO, DMY'`:             true,
+		`SET TIME ZONE LOCAL`:                          true,
+		`RESET IntervalStyle`:                          true,
+		`BEGIN; SET LOCAL work_mem = '64MB'; SELECT 1`: true,
+		`RESET ALL`:   true,
+		`DISCARD ALL`: true,
+		`SET TRANSACTION ISOLATION LEVEL SERIALIZABLE`: false,
+		`SELECT 1`:           false,
+		`UPDATE t SET a = 1`: false,
+	} {
+		if v := g.Check([]byte(sql)); v.Refused || v.ChangesSettings != want {
+			t.Errorf("%q: refused=%v ChangesSettings=%v, want %v", sql, v.Refused, v.ChangesSettings, want)
+		}
+	}
+}
+
 func TestGuardRefused(t *testing.T) {
 	if n := len(refusedStatements); n < 80 {
 		t.Fatalf("%d refused statements, want at least 80", n)

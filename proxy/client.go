@@ -59,8 +59,9 @@ type clientConn struct {
 	resetNames map[string]bool
 	// resetPending: the client reset its session; its settings go back to the startup ones.
 	resetPending bool
-	// localSettings: the client ran SET LOCAL, and its transaction may not be over yet.
-	localSettings bool
+	// settingsChanging: the client changed settings (SET, SET LOCAL, RESET, DISCARD ALL), and
+	// its transaction, or the answers that report the new values, may not be over yet.
+	settingsChanging bool
 
 	flushBoth func() error
 }

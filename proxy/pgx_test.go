@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tenantproxy/tenantproxy/config"
 	"github.com/tenantproxy/tenantproxy/internal/pgtest"
@@ -463,5 +464,20 @@ func TestSharedStatementsKeepEachClientsSettings(t *testing.T) {
 	}
 	if got := run(bob); got != bobs {
 		t.Errorf("bob, again: %s", got)
+	}
+	bob.Close(ctx)
+
+	// A session SET pipelined with a Parse: the server parses under the new setting before the
+	// proxy has seen it reported.
+	r := p.loggedIn(t)
+	const tokyo = "SELECT '2024-06-01 00:00'::timestamptz::text"
+	r.send(&pgproto3.Query{String: "SET TimeZone = 'Asia/Tokyo'"}, &pgproto3.Parse{Name: "s1", Query: tokyo},
+		&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	until[*pgproto3.ReadyForQuery](r)
+	until[*pgproto3.ReadyForQuery](r)
+	r.conn.Close()
+	bob = p.connect(t, "bob")
+	if err := bob.QueryRow(ctx, tokyo).Scan(&d); err != nil || d != "2024-06-01 00:00:00+00" {
+		t.Errorf("bob ran a statement parsed under alice's pipelined SET: %q, %v", d, err)
 	}
 }

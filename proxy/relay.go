@@ -246,7 +246,7 @@ func (c *clientConn) handleQuery(msg []byte) error {
 		c.logRefusal(v, text)
 		return c.refuseSimple(&pgError{Severity: "ERROR", Code: v.Code, Message: v.Message, Hint: v.Hint})
 	}
-	c.localSettings = c.localSettings || v.SetsLocal
+	c.settingsChanging = c.settingsChanging || v.ChangesSettings
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		c.relay.push(request{kind: reqQuery, answer: true, err: perr, status: 'I'})
@@ -368,7 +368,7 @@ func (c *clientConn) handleParse(msg []byte) error {
 		c.logRefusal(v, query)
 		return c.failExtended(&pgError{Severity: "ERROR", Code: v.Code, Message: v.Message, Hint: v.Hint})
 	}
-	c.localSettings = c.localSettings || v.SetsLocal
+	c.settingsChanging = c.settingsChanging || v.ChangesSettings
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		return c.failExtended(perr)
@@ -461,11 +461,12 @@ func (c *clientConn) statementFor(b *session.Backend, name []byte) (string, *pgE
 	return stmt.Name, nil
 }
 
-// statementScope names the settings a statement the client prepares now is parsed under:
-// the ones of its tracked settings that matter to parsing, or, after SET LOCAL in the
-// transaction, settings of its own that no other client's statement may share.
+// statementScope names the settings a statement the client prepares now is parsed under: the
+// ones of its tracked settings that matter to parsing. While a change of settings may be in
+// flight or in force only inside the transaction, the server may parse under settings the
+// client's record does not show yet: the statement is then the client's own, shared with no one.
 func (c *clientConn) statementScope() string {
-	if c.localSettings {
+	if c.settingsChanging {
 		return "local " + strconv.FormatUint(c.srv.ownScopes.Add(1), 10)
 	}
 	return c.params.ParseKey()
@@ -920,13 +921,13 @@ func (c *clientConn) settle() error {
 	}
 	b := c.backend
 	if b == nil {
-		c.localSettings = false
+		c.settingsChanging = false
 		return c.out.Flush()
 	}
 	// A server skipping to Sync after an error ignores everything but Sync: not idle either.
 	idle := b.TxStatus == 'I' && !c.relay.unsynced && !c.relay.skipping
 	if idle {
-		c.localSettings = false // SET LOCAL ended with the transaction
+		c.settingsChanging = false // answered, and out of any transaction: c.params says it all
 	}
 	if !idle {
 		// Inside a transaction the context is restored behind each message (restoreContext)

@@ -54,9 +54,10 @@ type clientConn struct {
 	unnamed      []byte
 	unnamedCheck uint64
 	checkouts    uint64
-	// resetNames are the client's statement names ("" for the unnamed one) whose text resets
-	// the tenant context (RESET ALL, DISCARD ALL): each execution must be followed by a restore.
-	resetNames map[string]bool
+	// effectful are the client's statement names ("" for the unnamed one) whose text has
+	// effects the proxy acts on each time it runs (a reset of the tenant context, a change of
+	// settings), with the guard's verdict.
+	effectful map[string]policy.Verdict
 	// resetPending: the client reset its session; its settings go back to the startup ones.
 	resetPending bool
 	// settingsChanging: the client changed settings (SET, SET LOCAL, RESET, DISCARD ALL), and

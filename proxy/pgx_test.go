@@ -480,4 +480,39 @@ func TestSharedStatementsKeepEachClientsSettings(t *testing.T) {
 	if err := bob.QueryRow(ctx, tokyo).Scan(&d); err != nil || d != "2024-06-01 00:00:00+00" {
 		t.Errorf("bob ran a statement parsed under alice's pipelined SET: %q, %v", d, err)
 	}
+	bob.Close(ctx)
+
+	// A SET prepared earlier and executed (Bind) in the group that parses the statement.
+	r = p.loggedIn(t)
+	const march = "SELECT '03/04/2021'::date::text"
+	r.send(&pgproto3.Parse{Name: "setds", Query: "SET DateStyle = 'SQL, DMY'"}, &pgproto3.Sync{})
+	until[*pgproto3.ReadyForQuery](r)
+	r.send(&pgproto3.Bind{PreparedStatement: "setds"}, &pgproto3.Execute{}, &pgproto3.Parse{Name: "s2", Query: march},
+		&pgproto3.Bind{PreparedStatement: "s2"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	until[*pgproto3.ReadyForQuery](r)
+	r.conn.Close()
+	bob = p.connect(t, "bob")
+	if err := bob.QueryRow(ctx, march).Scan(&d); err != nil || d != "2021-03-04" {
+		t.Errorf("bob ran a statement parsed under alice's bound SET: %q, %v", d, err)
+	}
+	bob.Close(ctx)
+
+	// The text itself is read in the client's encoding.
+	pc, err := pgconn.Connect(ctx, p.url("alice", "client_encoding=LATIN1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const accent = "SELECT length('\u00e9')"
+	if _, err := pc.Prepare(ctx, "e1", accent, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res := pc.ExecPrepared(ctx, "e1", nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "2" {
+		t.Fatalf("alice, in LATIN1: %v %q", res.Err, res.Rows)
+	}
+	pc.Close(ctx)
+	bob = p.connect(t, "bob")
+	var n int
+	if err := bob.QueryRow(ctx, accent).Scan(&n); err != nil || n != 1 {
+		t.Errorf("bob ran a statement read in alice's LATIN1: %d, %v", n, err)
+	}
 }

@@ -246,7 +246,6 @@ func (c *clientConn) handleQuery(msg []byte) error {
 		c.logRefusal(v, text)
 		return c.refuseSimple(&pgError{Severity: "ERROR", Code: v.Code, Message: v.Message, Hint: v.Hint})
 	}
-	c.settingsChanging = c.settingsChanging || v.ChangesSettings
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		c.relay.push(request{kind: reqQuery, answer: true, err: perr, status: 'I'})
@@ -266,8 +265,12 @@ func (c *clientConn) handleQuery(msg []byte) error {
 }
 
 // applyEffects prepares for what an allowed statement will do to the session: a reset of the
-// tenant context and settings, which must be put back.
+// tenant context and settings, which must be put back; a change of settings, under which the
+// server may parse the client's next statements before the proxy learns the new values.
 func (c *clientConn) applyEffects(b *session.Backend, v policy.Verdict) {
+	if v.ChangesSettings {
+		c.settingsChanging = true
+	}
 	if v.ResetsContext {
 		// Until the proxy has put it back and seen it committed, the backend's context is
 		// unknown; "" makes sure it is set again, and never trusted meanwhile.
@@ -368,21 +371,20 @@ func (c *clientConn) handleParse(msg []byte) error {
 		c.logRefusal(v, query)
 		return c.failExtended(&pgError{Severity: "ERROR", Code: v.Code, Message: v.Message, Hint: v.Hint})
 	}
-	c.settingsChanging = c.settingsChanging || v.ChangesSettings
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		return c.failExtended(perr)
 	}
 	c.relay.unsynced = true
-	// Its effects happen each time it is executed: remember which statements reset.
-	if v.ResetsContext {
-		if c.resetNames == nil {
-			c.resetNames = map[string]bool{}
+	// Its effects happen each time it is executed: remember the statements that have some.
+	if v.ResetsContext || v.ChangesSettings {
+		if c.effectful == nil {
+			c.effectful = map[string]policy.Verdict{}
 		}
-		c.resetNames[string(name)] = true
+		c.effectful[string(name)] = v
 		c.applyEffects(b, v)
-	} else if len(c.resetNames) > 0 {
-		delete(c.resetNames, string(name))
+	} else if len(c.effectful) > 0 {
+		delete(c.effectful, string(name))
 	}
 	if c.srv.mode == policy.SessionMode || len(name) == 0 {
 		if len(name) == 0 && c.srv.mode == policy.TransactionMode {
@@ -482,8 +484,8 @@ func (c *clientConn) handleBind(msg []byte) error {
 	if !ok1 || !ok2 {
 		return protocolViolation("invalid Bind message")
 	}
-	if len(c.resetNames) > 0 && c.resetNames[string(name)] {
-		c.applyEffects(b, policy.Verdict{ResetsContext: true})
+	if v, ok := c.effectful[string(name)]; ok {
+		c.applyEffects(b, v)
 	}
 	if c.srv.mode == policy.SessionMode {
 		return c.forwardExtended(msg, reqBind)

@@ -42,10 +42,11 @@ func (s *Settings) Set(name, value string) {
 
 // ParseKey stands for the settings that change what a statement means once parsed: the
 // server turns literals into values as it parses (a date under DateStyle, an interval under
-// IntervalStyle, a timestamp under TimeZone), and a prepared statement keeps them.
+// IntervalStyle, a timestamp under TimeZone), and a prepared statement keeps them; the text
+// itself is read in client_encoding.
 func (s *Settings) ParseKey() string { return s.parseKey }
 
-var parseSettings = []string{"DateStyle", "IntervalStyle", "TimeZone"}
+var parseSettings = []string{"DateStyle", "IntervalStyle", "TimeZone", "client_encoding"}
 
 // Clone is an independent copy.
 func (s *Settings) Clone() *Settings { return NewSettings(s.values) }

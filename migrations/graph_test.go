@@ -102,7 +102,7 @@ func TestTwoHopQueryStaysInTheTenantAndHonoursAsOfTime(t *testing.T) {
 
 	hops := func(conn *pgx.Conn, start, validAt, knownAt string) []string {
 		t.Helper()
-		return queryStrings(t, conn, twoHops, start, validAt, knownAt)
+		return pgtest.QueryStrings(t, conn, twoHops, start, validAt, knownAt)
 	}
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	cases := []struct {

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tenantproxy/tenantproxy/internal/pgtest"
 	"github.com/tenantproxy/tenantproxy/migrations"
 )
@@ -143,18 +141,18 @@ func TestCatalogue(t *testing.T) {
 				t.Errorf("owner %s, RLS %v, forced %v", owner, rls, force)
 			}
 
-			commands := queryStrings(t, conn, `SELECT cmd FROM pg_policies WHERE schemaname = 'llmspell' AND tablename = $1 ORDER BY cmd`, table)
+			commands := pgtest.QueryStrings(t, conn, `SELECT cmd FROM pg_policies WHERE schemaname = 'llmspell' AND tablename = $1 ORDER BY cmd`, table)
 			if want := []string{"DELETE", "INSERT", "SELECT", "UPDATE"}; !slices.Equal(commands, want) {
 				t.Errorf("policies for %v, want %v", commands, want)
 			}
 
-			privileges := queryStrings(t, conn, `SELECT privilege_type FROM information_schema.role_table_grants
+			privileges := pgtest.QueryStrings(t, conn, `SELECT privilege_type FROM information_schema.role_table_grants
 				WHERE grantee = $1 AND table_schema = 'llmspell' AND table_name = $2 ORDER BY 1`, migrations.AppRole, table)
 			if want := []string{"DELETE", "INSERT", "SELECT", "UPDATE"}; !slices.Equal(privileges, want) {
 				t.Errorf("app role privileges %v, want %v (TRUNCATE would ignore RLS)", privileges, want)
 			}
 
-			leading := queryStrings(t, conn, `SELECT a.attname FROM pg_index i
+			leading := pgtest.QueryStrings(t, conn, `SELECT a.attname FROM pg_index i
 				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
 				WHERE i.indrelid = $1::regclass AND i.indisprimary`, qualified)
 			if !slices.Equal(leading, []string{"tenant_id"}) {
@@ -164,7 +162,7 @@ func TestCatalogue(t *testing.T) {
 	}
 
 	t.Run("hnsw indexes", func(t *testing.T) {
-		defs := queryStrings(t, conn, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'llmspell'
+		defs := pgtest.QueryStrings(t, conn, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'llmspell'
 			AND indexdef LIKE '%USING hnsw%' ORDER BY indexname`)
 		if len(defs) != 4 {
 			t.Fatalf("%d HNSW indexes, want 4: %v", len(defs), defs)
@@ -176,7 +174,7 @@ func TestCatalogue(t *testing.T) {
 		}
 	})
 	t.Run("gist time ranges", func(t *testing.T) {
-		defs := queryStrings(t, conn, `SELECT indexname FROM pg_indexes WHERE schemaname = 'llmspell'
+		defs := pgtest.QueryStrings(t, conn, `SELECT indexname FROM pg_indexes WHERE schemaname = 'llmspell'
 			AND indexdef LIKE '%USING gist%' ORDER BY indexname`)
 		want := []string{"entities_transaction_range", "entities_valid_range", "relationships_transaction_range", "relationships_valid_range"}
 		if !slices.Equal(defs, want) {
@@ -192,17 +190,4 @@ func TestCatalogue(t *testing.T) {
 			t.Errorf("hnsw.iterative_scan = %s", setting)
 		}
 	})
-}
-
-func queryStrings(t *testing.T, conn *pgx.Conn, sql string, args ...any) []string {
-	t.Helper()
-	rows, err := conn.Query(ctx, sql, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

@@ -49,7 +49,7 @@ func topK(t *testing.T, conn *pgx.Conn, query string, args ...any) []hit {
 func planNodes(t *testing.T, conn *pgx.Conn, query string, args ...any) string {
 	t.Helper()
 	var nodes []string
-	for _, line := range queryStrings(t, conn, "EXPLAIN (COSTS OFF) "+query, args...) {
+	for _, line := range pgtest.QueryStrings(t, conn, "EXPLAIN (COSTS OFF) "+query, args...) {
 		if !strings.Contains(line, "Key:") {
 			nodes = append(nodes, line)
 		}

@@ -89,25 +89,12 @@ func newArena(t *testing.T, mode string) *arena {
 	seedEntities(t, db, "globex", 2)
 	a.admin = pgtest.Connect(t, db.AdminURL)
 	mustExec(t, a.admin, seedGraphSQL)
-	a.acmeIDs = a.adminStrings(t, "SELECT id::text FROM llmspell.entities WHERE tenant_id = 'acme' ORDER BY name")
-	a.globexIDs = a.adminStrings(t, "SELECT id::text FROM llmspell.entities WHERE tenant_id = 'globex' ORDER BY name")
+	a.acmeIDs = pgtest.QueryStrings(t, a.admin, "SELECT id::text FROM llmspell.entities WHERE tenant_id = 'acme' ORDER BY name")
+	a.globexIDs = pgtest.QueryStrings(t, a.admin, "SELECT id::text FROM llmspell.entities WHERE tenant_id = 'globex' ORDER BY name")
 	a.secrets = append([]string{"globex-1", "globex-2", "globex-edge", "globex-vec", "globex-marker"}, a.globexIDs...)
 	a.digest = queryString(t, a.admin, digestSQL)
 	a.p = startProxy(t, db, mode, sharedPool(mode))
 	return a
-}
-
-func (a *arena) adminStrings(t testing.TB, sql string, args ...any) []string {
-	t.Helper()
-	rows, err := a.admin.Query(ctx, sql, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // checkWorld fails if globex's rows (or the seeded acme rows) changed, or a prepared
@@ -1092,7 +1079,7 @@ func pipelineCases() []customCase {
 			// By the time the client has CommandComplete, the proxy has settled: a backend it
 			// counts as idle must not be inside a transaction.
 			st := p.srv.Pool().Stats()
-			inTx := a.adminStrings(t, `SELECT state FROM pg_stat_activity WHERE datname = current_database()
+			inTx := pgtest.QueryStrings(t, a.admin, `SELECT state FROM pg_stat_activity WHERE datname = current_database()
 				AND usename = 'tenantproxy_app' AND xact_start IS NOT NULL AND backend_start >= $1::timestamptz`, since)
 			if st.Idle+len(inTx) > st.Open {
 				t.Errorf("the pool counts %d of %d backends idle while %d is inside the attacker's transaction", st.Idle, st.Open, len(inTx))
@@ -1185,6 +1172,20 @@ func (a *arena) internalName(query string) string {
 	return a.p.srv.Pool().Statement([]byte(query), []byte{0, 0}, "").Name
 }
 
+// internalNamesToTry are the pool-wide names an attacker would guess (the first twenty) and
+// those of the statements the victim prepares now.
+func (a *arena) internalNamesToTry(t *testing.T, victim *peer) []string {
+	t.Helper()
+	var names []string
+	for i := 1; i <= 20; i++ {
+		names = append(names, fmt.Sprintf("tenantproxy_%d", i))
+	}
+	for _, text := range prepareSecrets(t, victim) {
+		names = append(names, a.internalName(text))
+	}
+	return names
+}
+
 // prepareSecrets has the victim prepare and run named statements holding globex markers.
 func prepareSecrets(t *testing.T, victim *peer) []string {
 	t.Helper()
@@ -1235,13 +1236,7 @@ func preparedCases() []customCase {
 		}},
 		{"internal names over the protocol", func(t *testing.T, a *arena) {
 			victim := join(t, a.p, "bob", "globex")
-			names := []string{}
-			for i := 1; i <= 20; i++ {
-				names = append(names, fmt.Sprintf("tenantproxy_%d", i))
-			}
-			for _, text := range prepareSecrets(t, victim) {
-				names = append(names, a.internalName(text))
-			}
+			names := a.internalNamesToTry(t, victim)
 			r := rawAs(t, a.p, "alice")
 			for _, name := range names {
 				r.send(&pgproto3.Bind{PreparedStatement: name, Parameters: [][]byte{[]byte("x")}}, &pgproto3.Execute{}, sync,
@@ -1253,13 +1248,7 @@ func preparedCases() []customCase {
 		}},
 		{"internal names through SQL EXECUTE", func(t *testing.T, a *arena) {
 			victim := join(t, a.p, "bob", "globex")
-			names := []string{}
-			for i := 1; i <= 20; i++ {
-				names = append(names, fmt.Sprintf("tenantproxy_%d", i))
-			}
-			for _, text := range prepareSecrets(t, victim) {
-				names = append(names, a.internalName(text))
-			}
+			names := a.internalNamesToTry(t, victim)
 			r := rawAs(t, a.p, "alice")
 			code := "E " + a.pooledCode()
 			extended := []string{code, "Z I"}
@@ -2095,7 +2084,7 @@ func vanishCases() []customCase {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			if states := a.adminStrings(t, `SELECT state || ', transaction open since ' || coalesce(xact_start::text, '-') FROM pg_stat_activity
+			if states := pgtest.QueryStrings(t, a.admin, `SELECT state || ', transaction open since ' || coalesce(xact_start::text, '-') FROM pg_stat_activity
 				WHERE datname = current_database() AND usename = 'tenantproxy_app' AND backend_start >= $1::timestamptz
 				AND (xact_start IS NOT NULL OR state LIKE 'idle in%')`, since); len(states) > 0 {
 				t.Errorf("after the client vanished, a backend of the pool is %q", states)

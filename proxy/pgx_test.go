@@ -467,6 +467,17 @@ func TestSharedStatementsKeepEachClientsSettings(t *testing.T) {
 	}
 	bob.Close(ctx)
 
+	// bobSees has a new client of bob prepare and run query, which must answer want.
+	bobSees := func(query, want, what string) {
+		t.Helper()
+		conn := p.connect(t, "bob")
+		defer conn.Close(ctx)
+		var got string
+		if err := conn.QueryRow(ctx, query).Scan(&got); err != nil || got != want {
+			t.Errorf("bob ran %s: %q, %v; want %q", what, got, err, want)
+		}
+	}
+
 	// A session SET pipelined with a Parse: the server parses under the new setting before the
 	// proxy has seen it reported.
 	r := p.loggedIn(t)
@@ -476,11 +487,7 @@ func TestSharedStatementsKeepEachClientsSettings(t *testing.T) {
 	until[*pgproto3.ReadyForQuery](r)
 	until[*pgproto3.ReadyForQuery](r)
 	r.conn.Close()
-	bob = p.connect(t, "bob")
-	if err := bob.QueryRow(ctx, tokyo).Scan(&d); err != nil || d != "2024-06-01 00:00:00+00" {
-		t.Errorf("bob ran a statement parsed under alice's pipelined SET: %q, %v", d, err)
-	}
-	bob.Close(ctx)
+	bobSees(tokyo, "2024-06-01 00:00:00+00", "a statement parsed under alice's pipelined SET")
 
 	// A SET prepared earlier and executed (Bind) in the group that parses the statement.
 	r = p.loggedIn(t)
@@ -491,11 +498,7 @@ func TestSharedStatementsKeepEachClientsSettings(t *testing.T) {
 		&pgproto3.Bind{PreparedStatement: "s2"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	until[*pgproto3.ReadyForQuery](r)
 	r.conn.Close()
-	bob = p.connect(t, "bob")
-	if err := bob.QueryRow(ctx, march).Scan(&d); err != nil || d != "2021-03-04" {
-		t.Errorf("bob ran a statement parsed under alice's bound SET: %q, %v", d, err)
-	}
-	bob.Close(ctx)
+	bobSees(march, "2021-03-04", "a statement parsed under alice's bound SET")
 
 	// The text itself is read in the client's encoding.
 	pc, err := pgconn.Connect(ctx, p.url("alice", "client_encoding=LATIN1"))

@@ -228,13 +228,5 @@ func seedEntities(t testing.TB, db *pgtest.DB, tenant string, n int) {
 // visibleTenants lists the distinct tenant_ids conn can read in entities.
 func visibleTenants(t testing.TB, conn *pgx.Conn) []string {
 	t.Helper()
-	rows, err := conn.Query(ctx, "SELECT DISTINCT tenant_id FROM llmspell.entities ORDER BY 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return pgtest.QueryStrings(t, conn, "SELECT DISTINCT tenant_id FROM llmspell.entities ORDER BY 1")
 }

@@ -66,8 +66,8 @@ type relayState struct {
 	// transaction may be open even though the last ReadyForQuery said idle.
 	unsynced bool
 	copyIn   bool
-	// irregular: something happened (an error mid-group, COPY) after which the backend is
-	// checked for leftover answers before it goes back to the pool.
+	// irregular: something happened (an error mid-group, COPY) after which, in transaction
+	// mode, the backend is closed instead of going back to the pool.
 	irregular bool
 }
 
@@ -743,8 +743,7 @@ func (c *clientConn) relayOne(r *request) error {
 		case 'G': // CopyInResponse: the client streams data next
 			c.emit(r, msg)
 			c.relay.irregular = true
-			c.dropSyncsBeforeCopyData(r)
-			if c.dropMessageEndingCopy() {
+			if c.swallowedByCopy(r) {
 				continue // the server ends the COPY with an error: relay it
 			}
 			c.relay.copyIn = true
@@ -859,40 +858,33 @@ func (c *clientConn) noteCommand(msg []byte) {
 	}
 }
 
-// dropSyncsBeforeCopyData: during copy-in the server ignores Sync (and Flush), so Syncs the
-// client sent right behind the COPY, before it learnt of it, will never be answered. The first
-// other message would end the COPY with an error, after which Syncs count again. A COPY run by
-// Execute still needs a Sync the server sees, so its group is unsynced until the client sends
-// one; a COPY run by a simple Query ends with its own ReadyForQuery.
-func (c *clientConn) dropSyncsBeforeCopyData(copyReq *request) {
-	dropped := false
-	for c.relay.pending() > 1 {
-		r := &c.relay.queue[c.relay.head+1]
-		if r.kind != reqSync || r.answer {
-			break
+// swallowedByCopy forgets the messages the client sent behind a COPY before it learnt of it,
+// as the server in copy-in reads them: it ignores Sync, so those Syncs are never answered (a COPY
+// run by Execute then still needs a Sync the server sees, so its group is unsynced until the
+// client sends one; a COPY run by a simple Query ends with its own ReadyForQuery), and the first
+// other message ends the COPY with an error and is itself thrown away. It reports whether the
+// COPY is ended that way, so that the relay passes on the server's error instead of waiting for
+// copy data.
+func (c *clientConn) swallowedByCopy(copyReq *request) (ended bool) {
+	droppedSync := false
+	for i := 1; i < c.relay.pending() && !ended; {
+		r := &c.relay.queue[c.relay.head+i]
+		switch {
+		case r.answer:
+			i++ // answered by the proxy: nothing went to the server
+		case r.kind == reqSync:
+			c.relay.remove(i)
+			droppedSync = true
+		default:
+			c.undo(r)
+			c.relay.remove(i)
+			ended = true
 		}
-		c.relay.remove(1)
-		dropped = true
 	}
-	if dropped && copyReq.kind == reqExecute {
+	if droppedSync && copyReq.kind == reqExecute {
 		c.relay.unsynced = true
 	}
-}
-
-// dropMessageEndingCopy: the client sent a message behind the COPY before it learnt of it (a
-// pipelined Query, say). The server reads it as the first message of the copy data, throws it
-// away and ends the COPY with an error, so it will never be answered.
-func (c *clientConn) dropMessageEndingCopy() bool {
-	for i := 1; i < c.relay.pending(); i++ {
-		r := &c.relay.queue[c.relay.head+i]
-		if r.answer {
-			continue // answered by the proxy: nothing went to the server
-		}
-		c.undo(r)
-		c.relay.remove(i)
-		return true
-	}
-	return false
+	return ended
 }
 
 // desync is a backend answer that matches no request: the proxy no longer knows what the

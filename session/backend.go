@@ -4,7 +4,6 @@
 package session
 
 import (
-	"bytes"
 	"container/list"
 	"context"
 	"crypto/tls"
@@ -299,14 +298,4 @@ type Statement struct {
 // Types are the statement's parameter types, as the Parse message carries them.
 func (s *Statement) Types() []byte {
 	return s.Parse[1+4+len(s.Name)+1+len(s.Query)+1:] // type, length, name, NUL, query, NUL
-}
-
-// StatementKey identifies a statement by what it means: the query and its parameter types.
-func StatementKey(query []byte, paramTypes []byte) string {
-	var b bytes.Buffer
-	b.Grow(len(query) + 1 + len(paramTypes))
-	b.Write(query)
-	b.WriteByte(0)
-	b.Write(paramTypes)
-	return b.String()
 }

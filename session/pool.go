@@ -503,7 +503,8 @@ const maxRegistered = 10000
 // the server turns literals into values as it parses (a date under DateStyle, a timestamp
 // under TimeZone) and a prepared statement keeps them.
 func (p *Pool) Statement(query, types []byte, scope string) *Statement {
-	key := StatementKey(query, types) + "\x00" + scope
+	// What the statement means: its text, its parameter types, the settings it is parsed under.
+	key := string(query) + "\x00" + string(types) + "\x00" + scope
 	r := &p.statements
 	r.mu.Lock()
 	defer r.mu.Unlock()

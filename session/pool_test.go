@@ -233,21 +233,27 @@ func TestLifetimeAndIdleLimits(t *testing.T) {
 }
 
 // A session the server closed while it sat idle is noticed on its way out of the pool.
-func TestDeadIdleSessionIsReplaced(t *testing.T) {
-	db := pgtest.New(t)
-	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Millisecond })
+// usedOnce takes a session for tenant acme, gives it back idle and returns its server pid.
+func usedOnce(t *testing.T, p *session.Pool) uint32 {
+	t.Helper()
 	b, err := p.Acquire(ctx, "acme", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid := b.PID
 	p.Release(b)
+	return b.PID
+}
+
+func TestDeadIdleSessionIsReplaced(t *testing.T) {
+	db := pgtest.New(t)
+	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Millisecond })
+	pid := usedOnce(t, p)
 	admin := pgtest.Connect(t, db.AdminURL)
 	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", int(pid)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	b, err = p.Acquire(ctx, "acme", nil)
+	b, err := p.Acquire(ctx, "acme", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,14 +270,9 @@ func TestDeadIdleSessionIsReplaced(t *testing.T) {
 func TestLiveIdleSessionIsKept(t *testing.T) {
 	db := pgtest.New(t)
 	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Millisecond })
-	b, err := p.Acquire(ctx, "acme", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := b.PID
-	p.Release(b)
+	pid := usedOnce(t, p)
 	time.Sleep(50 * time.Millisecond)
-	b, err = p.Acquire(ctx, "acme", nil)
+	b, err := p.Acquire(ctx, "acme", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -289,6 +289,20 @@ func Connect(t testing.TB, connString string) *pgx.Conn {
 	return conn
 }
 
+// QueryStrings runs a query whose rows are one text column each, and returns them.
+func QueryStrings(t testing.TB, conn *pgx.Conn, sql string, args ...any) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // TenantConn opens an app-role connection whose tenant context is tenant ("" leaves it unset),
 // set the way tenantproxy sets it: a session-level SET.
 func (db *DB) TenantConn(t testing.TB, tenant string) *pgx.Conn {

@@ -17,7 +17,7 @@ import (
 // per query before, 57 µs after (PgBouncer: 62 µs).
 
 // rawConn is what raw I/O needs from a connection; nil means plain Read and Write.
-func rawConn(c io.Reader) syscall.RawConn {
+func rawConn(c any) syscall.RawConn {
 	if !rawIOSupported {
 		return nil
 	}

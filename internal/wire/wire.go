@@ -254,10 +254,8 @@ type Writer struct {
 
 // NewWriter returns a Writer to dst. A plain socket is written with raw non-blocking calls.
 func NewWriter(dst io.Writer) *Writer {
-	if r, ok := dst.(io.Reader); ok {
-		if raw := rawConn(r); raw != nil {
-			return &Writer{dst: newRawWriter(raw)}
-		}
+	if raw := rawConn(dst); raw != nil {
+		return &Writer{dst: newRawWriter(raw)}
 	}
 	return &Writer{dst: dst}
 }

@@ -4,18 +4,11 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/tenantproxy/tenantproxy/policy"
+	"github.com/tenantproxy/tenantproxy/guard"
 )
 
-func newGuard() *policy.Guard {
-	return policy.NewGuard(policy.GuardConfig{
-		ReservedPrefixes: []string{"app."},
-		Mode:             policy.TransactionMode,
-		TrackedSettings: []string{
-			"application_name", "client_encoding", "datestyle", "intervalstyle", "timezone",
-			"standard_conforming_strings", "default_transaction_read_only",
-		},
-	})
+func newGuard() *guard.Guard {
+	return guard.New(guard.Config{ReservedPrefixes: []string{"app."}, Mode: guard.TransactionMode})
 }
 
 // pgbench's select: no trigger, so the pre-filter answers without parsing.

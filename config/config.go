@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
 )
@@ -30,6 +31,8 @@ type Config struct {
 	MaxMessageSize int `toml:"max_message_size"`
 	// AuthTimeout bounds the startup and authentication of one client.
 	AuthTimeout Duration `toml:"auth_timeout"`
+	// ShutdownTimeout is how long a shutdown (SIGTERM) lets transactions in flight finish.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	// AllowMD5 lets users with an md5 verifier authenticate with md5. Off: SCRAM only.
 	AllowMD5 bool `toml:"allow_md5"`
 	// MetricsListen, when set, serves Prometheus metrics at /metrics on that address.
@@ -126,6 +129,19 @@ func (b Backend) DSN() string {
 	return dsn
 }
 
+// ConnConfig is how the proxy connects to the backend, the one place that builds it: the pool's
+// sessions use it, and so does the check before serving.
+func (b Backend) ConnConfig() (*pgx.ConnConfig, error) {
+	c, err := pgx.ParseConfig(b.DSN())
+	if err != nil {
+		return nil, fmt.Errorf("backend: %w", err)
+	}
+	if b.Password != "" {
+		c.Password = b.Password
+	}
+	return c, nil
+}
+
 func quoteDSN(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
@@ -149,12 +165,13 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // Defaults is the configuration an empty file gives.
 func Defaults() Config {
 	return Config{
-		Listen:         "0.0.0.0:5432",
-		Database:       "app",
-		MaxClients:     10000,
-		MaxMessageSize: 64 << 20,
-		AuthTimeout:    Duration{10 * time.Second},
-		TLS:            TLS{Mode: "disable"},
+		Listen:          "0.0.0.0:5432",
+		Database:        "app",
+		MaxClients:      10000,
+		MaxMessageSize:  64 << 20,
+		AuthTimeout:     Duration{10 * time.Second},
+		ShutdownTimeout: Duration{30 * time.Second},
+		TLS:             TLS{Mode: "disable"},
 		Backend: Backend{
 			Host: "127.0.0.1", Port: 5432, Database: "postgres", User: "tenantproxy_app",
 			SSLMode: "prefer", ConnectTimeout: Duration{5 * time.Second},
@@ -291,6 +308,9 @@ func (c *Config) validate(name string, data []byte) error {
 	}
 	if c.AuthTimeout.Duration <= 0 {
 		bad("auth_timeout", "must be positive")
+	}
+	if c.ShutdownTimeout.Duration <= 0 {
+		bad("shutdown_timeout", "must be positive")
 	}
 
 	switch c.TLS.Mode {

@@ -1,4 +1,4 @@
-package policy_test
+package guard_test
 
 import (
 	"fmt"
@@ -6,27 +6,21 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tenantproxy/tenantproxy/policy"
+	"github.com/tenantproxy/tenantproxy/guard"
+	"github.com/tenantproxy/tenantproxy/internal/guc"
 )
 
-// trackedSettings are the settings the proxy tracks and replays.
-var trackedSettings = []string{
-	"application_name", "client_encoding", "datestyle", "intervalstyle", "timezone",
-	"standard_conforming_strings", "default_transaction_read_only",
-}
-
-func newGuard(mode policy.PoolMode) *policy.Guard {
-	return policy.NewGuard(policy.GuardConfig{
+func newGuard(mode guard.PoolMode) *guard.Guard {
+	return guard.New(guard.Config{
 		ReservedPrefixes: []string{"app."},
 		Mode:             mode,
-		TrackedSettings:  trackedSettings,
 	})
 }
 
 var modes = []struct {
 	name string
-	mode policy.PoolMode
-}{{"session", policy.SessionMode}, {"transaction", policy.TransactionMode}}
+	mode guard.PoolMode
+}{{"session", guard.SessionMode}, {"transaction", guard.TransactionMode}}
 
 // allowedStatements are allowed in both modes unless sessionOnly; resets and drops are the
 // effects the proxy must act on.
@@ -313,7 +307,7 @@ func TestGuardAllowed(t *testing.T) {
 	for _, m := range modes {
 		g := newGuard(m.mode)
 		for _, c := range allowedStatements {
-			if c.sessionOnly && m.mode != policy.SessionMode {
+			if c.sessionOnly && m.mode != guard.SessionMode {
 				continue
 			}
 			v := g.Check([]byte(c.sql))
@@ -335,7 +329,7 @@ func TestGuardAllowed(t *testing.T) {
 // Statements that change settings are flagged, so that the proxy shares no prepared statement
 // parsed while the change is in flight; others are not.
 func TestGuardFlagsSettingsChanges(t *testing.T) {
-	g := newGuard(policy.TransactionMode)
+	g := newGuard(guard.TransactionMode)
 	for sql, want := range map[string]bool{
 		`SET TimeZone = 'Asia/Tokyo'`:                  true,
 		`SET LOCAL DateStyle = 'ISO, DMY'`:             true,
@@ -362,7 +356,7 @@ func TestGuardRefused(t *testing.T) {
 		g := newGuard(m.mode)
 		for _, c := range refusedStatements {
 			v := g.Check([]byte(c.sql))
-			if c.code == "0A000" && m.mode == policy.SessionMode {
+			if c.code == "0A000" && m.mode == guard.SessionMode {
 				if v.Refused {
 					t.Errorf("session mode: %q refused, want allowed: %s %s", c.sql, v.Rule, v.Message)
 				}
@@ -389,7 +383,7 @@ func TestGuardRefused(t *testing.T) {
 }
 
 func TestGuardMessagesNameWhatIsRefused(t *testing.T) {
-	g := newGuard(policy.SessionMode)
+	g := newGuard(guard.SessionMode)
 	for sql, want := range map[string]string{
 		`SET app.current_tenant_id = 'globex'`:                         `tenantproxy: SET of "app.current_tenant_id" is refused: the tenant context is set by the proxy`,
 		`RESET "App"."Current_Tenant_Id"`:                              `tenantproxy: RESET of "app.current_tenant_id" is refused`,
@@ -407,7 +401,7 @@ func TestGuardMessagesNameWhatIsRefused(t *testing.T) {
 
 // The first 42501 wins over a 0A000 that comes before it.
 func TestGuardDenialWinsOverUnsupported(t *testing.T) {
-	g := newGuard(policy.TransactionMode)
+	g := newGuard(guard.TransactionMode)
 	for _, sql := range []string{
 		`SET search_path = x; SET app.current_tenant_id = 'b'`,
 		`PREPARE p AS SELECT set_config('app.current_tenant_id', $1, true)`,
@@ -421,7 +415,7 @@ func TestGuardDenialWinsOverUnsupported(t *testing.T) {
 }
 
 func TestGuardReservedPrefixesConfigured(t *testing.T) {
-	g := policy.NewGuard(policy.GuardConfig{ReservedPrefixes: []string{"tenancy.", "App."}})
+	g := guard.New(guard.Config{ReservedPrefixes: []string{"tenancy.", "App."}})
 	for sql, refused := range map[string]bool{
 		`SET tenancy.id = 'b'`:                       true,
 		`SET "Tenancy"."Id" = 'b'`:                   true,
@@ -434,7 +428,7 @@ func TestGuardReservedPrefixesConfigured(t *testing.T) {
 		}
 	}
 	// No prefix configured still protects the default tenant setting.
-	if v := policy.NewGuard(policy.GuardConfig{}).Check([]byte(`SET app.current_tenant_id = 'b'`)); !v.Refused {
+	if v := guard.New(guard.Config{}).Check([]byte(`SET app.current_tenant_id = 'b'`)); !v.Refused {
 		t.Errorf("a guard without prefixes allowed SET app.current_tenant_id")
 	}
 }
@@ -461,7 +455,7 @@ var oltpStatements = []string{
 }
 
 func TestPrefilterLetsOLTPThrough(t *testing.T) {
-	g := newGuard(policy.TransactionMode)
+	g := newGuard(guard.TransactionMode)
 	for _, sql := range oltpStatements {
 		if g.Prefilter([]byte(sql)) {
 			t.Errorf("pre-filter flags %q: the hot path would parse it", sql)
@@ -493,7 +487,7 @@ func TestPrefilterFlagsEveryRefusal(t *testing.T) {
 }
 
 func TestPrefilterWordBoundaries(t *testing.T) {
-	g := newGuard(policy.SessionMode)
+	g := newGuard(guard.SessionMode)
 	for sql, want := range map[string]bool{
 		`SELECT offset_col FROM dataset`:                  false,
 		`SELECT reset_count FROM t`:                       false,
@@ -529,7 +523,7 @@ func TestPrefilterWordBoundaries(t *testing.T) {
 }
 
 func TestGuardClientEncodings(t *testing.T) {
-	g := newGuard(policy.TransactionMode)
+	g := newGuard(guard.TransactionMode)
 	for enc, safe := range map[string]bool{
 		"UTF8": true, "utf-8": true, "Unicode": true, "LATIN1": true, "iso_8859_15": true,
 		"EUC_JP": true, "WIN1252": true, "SQL_ASCII": true, "KOI8-R": true,
@@ -537,7 +531,7 @@ func TestGuardClientEncodings(t *testing.T) {
 		"BIG5": false, "GBK": false, "win936": false, "UHC": false, "GB18030": false,
 		"JOHAB": false, "windows-950": false, "no such encoding": false, "utf8\u00e9": false,
 	} {
-		if got := policy.SafeClientEncoding(enc); got != safe {
+		if got := guc.SafeClientEncoding(enc); got != safe {
 			t.Errorf("SafeClientEncoding(%q) = %v, want %v", enc, got, safe)
 		}
 		v := g.Check([]byte(fmt.Sprintf("SET client_encoding = '%s'", enc)))
@@ -548,8 +542,8 @@ func TestGuardClientEncodings(t *testing.T) {
 }
 
 func TestGuardCacheStats(t *testing.T) {
-	g := newGuard(policy.SessionMode)
-	check := func(sql string) policy.Verdict { return g.Check([]byte(sql)) }
+	g := newGuard(guard.SessionMode)
+	check := func(sql string) guard.Verdict { return g.Check([]byte(sql)) }
 
 	check(`SELECT abalance FROM pgbench_accounts WHERE aid = 42`)
 	first := check(`SET app.current_tenant_id = 'b'`)
@@ -561,14 +555,14 @@ func TestGuardCacheStats(t *testing.T) {
 	if first != second || !first.Refused {
 		t.Errorf("cached verdict %+v differs from the parsed one %+v", second, first)
 	}
-	if got, want := g.Stats(), (policy.GuardStats{Prefiltered: 1, CacheHits: 3, Parsed: 2}); got != want {
+	if got, want := g.Stats(), (guard.Stats{Prefiltered: 1, CacheHits: 3, Parsed: 2}); got != want {
 		t.Errorf("stats %+v, want %+v", got, want)
 	}
 }
 
 // A full cache makes room: with one entry, two texts in turn are parsed every time.
 func TestGuardCacheIsBounded(t *testing.T) {
-	g := policy.NewGuard(policy.GuardConfig{CacheSize: 1})
+	g := guard.New(guard.Config{CacheSize: 1})
 	for range 3 {
 		g.Check([]byte(`SET a.b = 1`))
 		g.Check([]byte(`SET a.c = 1`))
@@ -579,7 +573,7 @@ func TestGuardCacheIsBounded(t *testing.T) {
 }
 
 func TestGuardAllocatesNothingOnTheHotPaths(t *testing.T) {
-	g := newGuard(policy.TransactionMode)
+	g := newGuard(guard.TransactionMode)
 	plain := []byte(`SELECT abalance FROM pgbench_accounts WHERE aid = 42;`)
 	cached := []byte(`SELECT current_setting('app.current_tenant_id')`)
 	g.Check(cached)
@@ -592,7 +586,7 @@ func TestGuardAllocatesNothingOnTheHotPaths(t *testing.T) {
 }
 
 func TestGuardConcurrentChecksAgree(t *testing.T) {
-	g := newGuard(policy.TransactionMode)
+	g := newGuard(guard.TransactionMode)
 	var texts []string
 	for _, c := range refusedStatements {
 		texts = append(texts, c.sql)
@@ -601,7 +595,7 @@ func TestGuardConcurrentChecksAgree(t *testing.T) {
 		texts = append(texts, c.sql)
 	}
 	texts = append(texts, oltpStatements...)
-	want := make([]policy.Verdict, len(texts))
+	want := make([]guard.Verdict, len(texts))
 	for i, sql := range texts {
 		want[i] = g.Inspect([]byte(sql))
 	}
@@ -646,26 +640,26 @@ func TestFingerprintStripsLiterals(t *testing.T) {
 		`SELECT set_config('app.current_tenant_id', 'globex', false)`,
 		`SELECT * FROM accounts WHERE owner = 'globex' AND id = 42`,
 	} {
-		fp := policy.Fingerprint(sql)
+		fp := guard.Fingerprint(sql)
 		if strings.Contains(fp, "globex") || !strings.Contains(fp, "$1") {
 			t.Errorf("Fingerprint(%q) = %q: the literal is still there", sql, fp)
 		}
 	}
 	long := `SELECT ` + strings.Repeat(`a_rather_long_column_name, `, 40) + `1 FROM t`
-	if fp := policy.Fingerprint(long); len(fp) > 200 || !strings.HasPrefix(fp, "SELECT a_rather_long") {
+	if fp := guard.Fingerprint(long); len(fp) > 200 || !strings.HasPrefix(fp, "SELECT a_rather_long") {
 		t.Errorf("Fingerprint of a long text: %d bytes %q", len(fp), fp)
 	}
-	fp := policy.Fingerprint(`SELEC 'globex'`)
+	fp := guard.Fingerprint(`SELEC 'globex'`)
 	if strings.Contains(fp, "globex") || fp == "" || len(fp) > 40 {
 		t.Errorf("Fingerprint of an unparsable text = %q, want a short hash", fp)
 	}
-	if policy.Fingerprint(`SELEC 'a'`) == policy.Fingerprint(`SELEC 'b'`) {
+	if guard.Fingerprint(`SELEC 'a'`) == guard.Fingerprint(`SELEC 'b'`) {
 		t.Errorf("unparsable texts share a fingerprint")
 	}
 }
 
-// For any text, if the full check refuses it (42501 or 0A000) or finds an effect, the
-// pre-filter must have flagged it: otherwise Check would let it through unparsed.
+// For any text the pre-filter lets through unparsed, the full check must agree: no refusal
+// (but "unparsable", which the server refuses too) and no effect, the whole verdict compared.
 func FuzzPrefilterSound(f *testing.F) {
 	for _, c := range refusedStatements {
 		f.Add(c.sql)
@@ -673,14 +667,13 @@ func FuzzPrefilterSound(f *testing.F) {
 	for _, c := range allowedStatements {
 		f.Add(c.sql)
 	}
-	guards := []*policy.Guard{newGuard(policy.SessionMode), newGuard(policy.TransactionMode)}
+	guards := []*guard.Guard{newGuard(guard.SessionMode), newGuard(guard.TransactionMode)}
 	f.Fuzz(func(t *testing.T, sql string) {
 		for _, g := range guards {
 			if g.Prefilter([]byte(sql)) {
 				continue
 			}
-			v := g.Inspect([]byte(sql))
-			if v.Refused && v.Code != "42601" || v.ResetsContext || v.DropsStatements {
+			if v := g.Inspect([]byte(sql)); v != (guard.Verdict{}) && v.Rule != "unparsable" {
 				t.Errorf("pre-filter lets %q through, but the parser finds %+v", sql, v)
 			}
 		}

@@ -1,6 +1,10 @@
-package policy
+package guard
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/tenantproxy/tenantproxy/internal/guc"
+)
 
 // The pre-filter keeps most statements away from the parser. It looks for triggers in the raw
 // bytes, strings and comments included: it never tries to tell a string or a comment from code,
@@ -92,7 +96,7 @@ type prefilter struct {
 func newPrefilter(reservedPrefixes []string) *prefilter {
 	p := &prefilter{}
 	add := func(text string, kind triggerKind) {
-		text = foldASCII(text)
+		text = guc.Fold(text)
 		if text == "" {
 			return
 		}
@@ -250,18 +254,3 @@ var identByte = func() (t [256]bool) {
 	}
 	return t
 }()
-
-// foldASCII lower-cases the ASCII letters of s only, as PostgreSQL folds names (and compares
-// setting names), and as the pre-filter matches.
-func foldASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				b[j] = lowerASCII[b[j]]
-			}
-			return string(b)
-		}
-	}
-	return s
-}

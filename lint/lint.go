@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantproxy/tenantproxy/migrations"
 	"github.com/tenantproxy/tenantproxy/policy"
 )
 
@@ -51,7 +52,7 @@ type checker struct {
 // Check runs every check and returns the findings, sorted.
 func Check(ctx context.Context, conn *pgx.Conn, opts Options) ([]Finding, error) {
 	if opts.Setting == "" {
-		opts.Setting = policy.DefaultSetting
+		opts.Setting = migrations.DefaultSetting
 	}
 	if opts.Role == "" {
 		if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&opts.Role); err != nil {

@@ -200,7 +200,7 @@ func applyLockdown(ctx context.Context, conn *pgx.Conn, schema string) error {
 type rlsTemplates struct{ schema string }
 
 func (r rlsTemplates) Table(table string) (string, error) {
-	return policy.RLSPolicySQL(policy.RLSTable{Schema: r.schema, Table: table})
+	return RLSPolicySQL(RLSTable{Schema: r.schema, Table: table})
 }
 
 func templateData(schema string) map[string]any {

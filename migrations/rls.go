@@ -1,7 +1,7 @@
-// Package policy decides what a tenant may do: the row-level security policies that confine a
-// backend session to one tenant, the mapping of a client to its tenant, and the SQL guard that
-// keeps clients away from the tenant context.
-package policy
+package migrations
+
+// The row-level security policies that confine a backend session to its tenant's rows, made by
+// one helper for every table, so no table can get a policy that differs from the others.
 
 import (
 	"fmt"

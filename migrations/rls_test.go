@@ -1,4 +1,4 @@
-package policy_test
+package migrations_test
 
 import (
 	"context"
@@ -6,13 +6,11 @@ import (
 	"testing"
 
 	"github.com/tenantproxy/tenantproxy/internal/pgtest"
-	"github.com/tenantproxy/tenantproxy/policy"
+	"github.com/tenantproxy/tenantproxy/migrations"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
 func TestRLSPolicySQLQuotesAndCoversEveryCommand(t *testing.T) {
-	sql, err := policy.RLSPolicySQL(policy.RLSTable{Schema: "My Schema", Table: `we"ird`})
+	sql, err := migrations.RLSPolicySQL(migrations.RLSTable{Schema: "My Schema", Table: `we"ird`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,14 +33,14 @@ func TestRLSPolicySQLQuotesAndCoversEveryCommand(t *testing.T) {
 }
 
 func TestRLSPolicySQLRefusesBadInput(t *testing.T) {
-	for _, table := range []policy.RLSTable{
+	for _, table := range []migrations.RLSTable{
 		{Schema: "", Table: "t"},
 		{Schema: "s", Table: ""},
 		{Schema: "s", Table: "t", Setting: "no_dot"},
 		{Schema: "s", Table: "t", Setting: "app.x'); DROP TABLE t; --"},
 		{Schema: "s", Table: "t", Setting: "App.Upper"},
 	} {
-		if _, err := policy.RLSPolicySQL(table); err == nil {
+		if _, err := migrations.RLSPolicySQL(table); err == nil {
 			t.Errorf("accepted %+v", table)
 		}
 	}
@@ -61,7 +59,7 @@ func TestRLSPolicySQLOnAnyTable(t *testing.T) {
 	}
 	mustExec(`CREATE TABLE llmspell."Notes" (org text NOT NULL, body text)`)
 	mustExec(`GRANT SELECT, INSERT ON llmspell."Notes" TO tenantproxy_app`)
-	sql, err := policy.RLSPolicySQL(policy.RLSTable{Schema: "llmspell", Table: "Notes", Column: "org"})
+	sql, err := migrations.RLSPolicySQL(migrations.RLSTable{Schema: "llmspell", Table: "Notes", Column: "org"})
 	if err != nil {
 		t.Fatal(err)
 	}

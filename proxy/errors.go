@@ -1,7 +1,8 @@
 package proxy
 
 import (
-	"github.com/jackc/pgx/v5/pgproto3"
+	"errors"
+	"fmt"
 
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 )
@@ -13,6 +14,8 @@ type pgError struct {
 	Message  string
 	Detail   string
 	Hint     string
+	// rule names a refusal of the proxy's in logs and metrics, when it is one.
+	rule string
 }
 
 func (e *pgError) Error() string { return e.Severity + ": " + e.Message + " (SQLSTATE " + e.Code + ")" }
@@ -23,6 +26,10 @@ func fatal(code, message string) *pgError {
 
 func errorf(code, message string) *pgError {
 	return &pgError{Severity: "ERROR", Code: code, Message: message}
+}
+
+func protocolViolation(format string, args ...any) *pgError {
+	return fatal(codeProtocolViolation, fmt.Sprintf(format, args...))
 }
 
 // SQLSTATEs the proxy itself answers with.
@@ -41,27 +48,19 @@ const (
 
 // writeError appends an ErrorResponse to w.
 func writeError(w *wire.Writer, e *pgError) {
-	msg := pgproto3.ErrorResponse{
-		Severity:            e.Severity,
-		SeverityUnlocalized: e.Severity,
-		Code:                e.Code,
-		Message:             e.Message,
-		Detail:              e.Detail,
-		Hint:                e.Hint,
-	}
-	b, _ := msg.Encode(w.Bytes())
-	w.Commit(b)
+	w.Commit(wire.AppendErrorResponse(w.Bytes(), wire.NewError(e.Severity, e.Code, e.Message, e.Detail, e.Hint)))
 }
 
 // writeReady appends ReadyForQuery with the given transaction status.
 func writeReady(w *wire.Writer, status byte) {
-	w.Write([]byte{'Z', 0, 0, 0, 5, status})
+	w.Commit(wire.AppendReadyForQuery(w.Bytes(), status))
 }
 
-// encode appends any protocol message to w.
-func encode(w *wire.Writer, m interface {
-	Encode([]byte) ([]byte, error)
-}) {
-	b, _ := m.Encode(w.Bytes())
-	w.Commit(b)
+// asPgError is err as an error for the client; any other error becomes an internal one.
+func asPgError(err error) *pgError {
+	var pe *pgError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return errorf(codeInternal, err.Error())
 }

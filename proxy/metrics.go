@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the server's Prometheus metrics; Registry serves them.
@@ -33,15 +32,6 @@ func newMetrics() *Metrics {
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.metrics }
-
-// RefusalCount is the number of refusals counted for tenant and rule.
-func (m *Metrics) RefusalCount(tenant, rule string) float64 {
-	var d dto.Metric
-	if err := m.refusals.WithLabelValues(tenant, rule).Write(&d); err != nil {
-		return 0
-	}
-	return d.GetCounter().GetValue()
-}
 
 // watch exports the pool's state as gauges and counters read at scrape time.
 func (m *Metrics) watch(s *Server) {

@@ -230,3 +230,33 @@ func visibleTenants(t testing.TB, conn *pgx.Conn) []string {
 	t.Helper()
 	return pgtest.QueryStrings(t, conn, "SELECT DISTINCT tenant_id FROM llmspell.entities ORDER BY 1")
 }
+
+// metricValue is the value of a counter or gauge in the proxy's registry with exactly these
+// labels, 0 when there is none.
+func metricValue(p *testProxy, name string, labels map[string]string) float64 {
+	families, err := p.srv.Metrics().Registry.Gather()
+	if err != nil {
+		panic(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}

@@ -17,27 +17,31 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 	"github.com/xdg-go/scram"
 
 	"github.com/tenantproxy/tenantproxy/config"
+	"github.com/tenantproxy/tenantproxy/guard"
 	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
 	"github.com/tenantproxy/tenantproxy/policy"
 	"github.com/tenantproxy/tenantproxy/session"
 )
 
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("tenantproxy: server closed")
+
 // Server accepts clients and serves each on its own goroutine.
 type Server struct {
-	cfg     *config.Config
-	log     zerolog.Logger
-	pool    *session.Pool
-	guard   *policy.Guard
-	tenants *policy.Tenants
-	users   map[string]userAuth
-	tls     *tls.Config
-	mode    policy.PoolMode
-	metrics *Metrics
+	cfg          *config.Config
+	log          zerolog.Logger
+	pool         *session.Pool
+	guard        *guard.Guard
+	tenants      *policy.Tenants
+	users        map[string]userAuth
+	tls          *tls.Config
+	mode         poolMode
+	startupRules startupRules
+	metrics      *Metrics
 
 	// mockSalt makes the fake verifier of unknown users stable, so probing cannot tell an
 	// unknown user from a wrong password.
@@ -47,6 +51,7 @@ type Server struct {
 	clients   map[uint32]*clientConn // by the cancel key's process id
 	listeners []net.Listener
 	closing   bool
+	drain     atomic.Bool
 	nclients  atomic.Int64
 	wg        sync.WaitGroup
 	// ownScopes numbers the statements parsed under SET LOCAL, which no one else shares.
@@ -60,21 +65,22 @@ type userAuth struct {
 
 // New builds a Server from a validated configuration.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
-	conn, err := backendConfig(cfg)
+	conn, err := cfg.Backend.ConnConfig()
 	if err != nil {
 		return nil, err
 	}
-	mode := policy.TransactionMode
+	var mode poolMode = transactionMode{}
 	if cfg.Pool.Mode == "session" {
-		mode = policy.SessionMode
+		mode = sessionMode{}
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     log,
-		tenants: policy.NewTenants(),
-		users:   map[string]userAuth{},
-		mode:    mode,
-		clients: map[uint32]*clientConn{},
+		cfg:          cfg,
+		log:          log,
+		tenants:      policy.NewTenants(),
+		users:        map[string]userAuth{},
+		mode:         mode,
+		startupRules: startupRules{reserved: cfg.Tenancy.ReservedPrefixes, allowSearchPath: cfg.Tenancy.AllowSearchPath},
+		clients:      map[uint32]*clientConn{},
 	}
 	if _, err := rand.Read(s.mockSalt[:]); err != nil {
 		return nil, err
@@ -104,14 +110,10 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	s.guard = policy.NewGuard(policy.GuardConfig{
-		ReservedPrefixes: cfg.Tenancy.ReservedPrefixes,
-		Mode:             mode,
-		TrackedSettings:  trackedSettingNames(),
-	})
+	s.guard = guard.New(guard.Config{ReservedPrefixes: cfg.Tenancy.ReservedPrefixes, Mode: mode.guardMode()})
 	s.metrics = newMetrics()
 	s.pool = session.NewPool(session.Config{
-		Conn:                  conn,
+		Conn:                  &conn.Config,
 		Setting:               cfg.Tenancy.Setting,
 		Size:                  cfg.Pool.Size,
 		MinIdle:               cfg.Pool.MinIdle,
@@ -124,30 +126,15 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// backendConfig turns the [backend] section into pgconn's configuration.
-func backendConfig(cfg *config.Config) (*pgconn.Config, error) {
-	c, err := pgconn.ParseConfig(cfg.Backend.DSN())
-	if err != nil {
-		return nil, fmt.Errorf("backend: %w", err)
-	}
-	if cfg.Backend.Password != "" {
-		c.Password = cfg.Backend.Password
-	}
-	return c, nil
-}
-
 // Pool is the server's backend pool.
 func (s *Server) Pool() *session.Pool { return s.pool }
 
-// Guard is the server's SQL guard.
-func (s *Server) Guard() *policy.Guard { return s.guard }
-
-// Serve accepts clients on ln until Close. It returns nil after Close.
+// Serve accepts clients on ln until Shutdown or Close, and then returns ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return errors.New("server closed")
+		return ErrServerClosed
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
@@ -160,7 +147,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			closing := s.closing
 			s.mu.Unlock()
 			if closing {
-				return nil
+				return ErrServerClosed
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
@@ -185,40 +172,63 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// Close stops accepting, disconnects every client and closes the pool.
-func (s *Server) Close() {
+// stopAccepting closes the listeners; Serve returns ErrServerClosed.
+func (s *Server) stopAccepting() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closing = true
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
-	clients := make([]*clientConn, 0, len(s.clients))
-	for _, c := range s.clients {
-		clients = append(clients, c)
-	}
-	s.mu.Unlock()
-	for _, c := range clients {
+}
+
+// Close stops accepting, disconnects every client at once and closes the pool.
+func (s *Server) Close() {
+	s.stopAccepting()
+	for _, c := range s.clientList() {
 		c.conn.Close()
 	}
 	s.wg.Wait()
 	s.pool.Close()
 }
 
-// Shutdown stops accepting and waits, up to ctx, for clients to leave; then it closes the rest.
-func (s *Server) Shutdown(ctx context.Context) {
-	s.mu.Lock()
-	s.closing = true
-	for _, ln := range s.listeners {
-		ln.Close()
+// Shutdown drains the server: it stops accepting, ends idle clients with FATAL 57P01 (as a
+// PostgreSQL shutdown does) and lets clients inside a transaction finish it, each ended as soon
+// as it is idle. When ctx ends first, the rest are disconnected. It returns ctx's error if any
+// client was still connected then, nil when all left in time; either way the pool is closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.drain.Store(true)
+	s.stopAccepting()
+	// A client waiting for its next message is woken to see the drain; one elsewhere sees
+	// it when it next waits.
+	for _, c := range s.clientList() {
+		if c.idle.Load() {
+			c.conn.SetReadDeadline(time.Now())
+		}
 	}
-	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	s.Close()
+	return err
+}
+
+// draining reports whether Shutdown has begun.
+func (s *Server) draining() bool { return s.drain.Load() }
+
+func (s *Server) clientList() []*clientConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := make([]*clientConn, 0, len(s.clients))
+	for _, c := range s.clients {
+		list = append(list, c)
+	}
+	return list
 }
 
 // register gives c a cancel key no other client holds.

@@ -4,7 +4,6 @@
 package session
 
 import (
-	"container/list"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 )
@@ -28,35 +26,33 @@ import (
 const backendMessageLimit = 256 << 20
 
 // Backend is one server session. A client holds it between Acquire and Release; nothing else
-// touches it meanwhile, so it needs no lock.
+// touches it meanwhile, so it needs no lock. The relay streams through In and Out; the state
+// the pool relies on (tenant, settings, transaction status) changes only through methods.
 type Backend struct {
 	conn net.Conn
 	In   *wire.Reader
 	Out  *wire.Writer
 
-	// PID and Secret are the server's cancel key for this session.
-	PID    uint32
-	Secret []byte
-	// Params are the server's current values of reported settings (ParameterStatus), and of
+	// pid and secret are the server's cancel key for this session.
+	pid    uint32
+	secret []byte
+	// params are the server's current values of reported settings (ParameterStatus), and of
 	// the unreported ones the pool set itself.
-	Params map[string]string
-	// Defaults are the reported settings as the session started: what a client that does not
+	params map[string]string
+	// defaults are the reported settings as the session started: what a client that does not
 	// choose a setting gets, whatever the session's previous client chose.
-	Defaults map[string]string
-	// Tenant is the tenant whose context is committed on this session; "" when none is.
-	Tenant string
+	defaults map[string]string
+	// tenant is the tenant whose context is committed on this session; "" when none is.
+	tenant string
 	// settingsKey is the key of the Settings last put in place, "" when unknown.
 	settingsKey string
-	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
-	TxStatus byte
+	// txStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
+	txStatus byte
 	// Prepared tracks the statements prepared on this session under pool-wide names.
 	Prepared *PreparedSet
 
 	created  time.Time
 	lastUsed time.Time
-	pool     *Pool
-	// flushOwn is Out.Flush, taken once: taking a method value allocates.
-	flushOwn func() error
 }
 
 // connect opens a server session with pgconn (which brings TLS and SCRAM) and takes it over.
@@ -74,32 +70,31 @@ func connect(ctx context.Context, cfg *pgconn.Config, maxPrepared int) (*Backend
 		pc.Close(ctx)
 		return nil, err
 	}
-	b := &Backend{
+	return &Backend{
 		conn:     hc.Conn,
-		PID:      hc.PID,
-		Secret:   hc.SecretKey,
-		Params:   hc.ParameterStatuses,
-		Defaults: maps.Clone(hc.ParameterStatuses),
-		TxStatus: hc.TxStatus,
+		In:       wire.NewReader(hc.Conn, backendMessageLimit),
+		Out:      wire.NewWriter(hc.Conn),
+		pid:      hc.PID,
+		secret:   hc.SecretKey,
+		params:   hc.ParameterStatuses,
+		defaults: maps.Clone(hc.ParameterStatuses),
+		txStatus: hc.TxStatus,
 		Prepared: newPreparedSet(maxPrepared),
 		created:  time.Now(),
 		lastUsed: time.Now(),
-	}
-	b.In = wire.NewReader(hc.Conn, backendMessageLimit)
-	b.Out = wire.NewWriter(hc.Conn)
-	b.flushOwn = b.Out.Flush
-	b.Detach()
-	return b, nil
+	}, nil
 }
 
-// Detach makes a read from the session flush only the session's own writes before it blocks,
-// as it must once no client's writes are tied to it.
-func (b *Backend) Detach() { b.In.BeforeBlock = b.flushOwn }
+// PID is the server's process id for the session.
+func (b *Backend) PID() uint32 { return b.pid }
+
+// Flush sends everything written to Out.
+func (b *Backend) Flush() error { return b.Out.Flush() }
 
 // Close ends the session politely (Terminate) and closes the connection.
 func (b *Backend) Close() {
 	b.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	b.Out.Write([]byte{'X', 0, 0, 0, 4})
+	b.Out.Commit(wire.AppendTerminate(b.Out.Bytes()))
 	b.Out.Flush()
 	b.conn.Close()
 }
@@ -107,23 +102,70 @@ func (b *Backend) Close() {
 // SetDeadline bounds every read and write until cleared with the zero time.
 func (b *Backend) SetDeadline(t time.Time) error { return b.conn.SetDeadline(t) }
 
-// ServerError is an ErrorResponse the server sent for a statement of the pool's own.
-type ServerError struct{ *pgconn.PgError }
+// TxStatus is the transaction status of the last ReadyForQuery: 'I', 'T' or 'E'.
+func (b *Backend) TxStatus() byte { return b.txStatus }
 
-func (e ServerError) Error() string { return "backend: " + e.PgError.Error() }
+// NoteReady records the transaction status of a ReadyForQuery the relay passed on.
+func (b *Backend) NoteReady(status byte) { b.txStatus = status }
 
-// Exec runs sql (one or more statements, simple protocol) and waits for ReadyForQuery. The
-// server's ParameterStatus messages update Params; an ErrorResponse is returned as ServerError.
-func (b *Backend) Exec(sql string) error {
-	buf, at := wire.BeginMessage(b.Out.Bytes(), 'Q')
-	buf = append(buf, sql...)
-	buf = append(buf, 0)
-	b.Out.Commit(wire.EndMessage(buf, at))
-	return b.ReadUntilReady()
+// Tenant is the tenant whose context is committed on the session, "" when unknown.
+func (b *Backend) Tenant() string { return b.tenant }
+
+// ForgetContext records that the session's context and settings are unknown: the client sent
+// RESET ALL or DISCARD ALL, which put the server's settings back to their defaults, the tenant
+// context included. The next ApplyContext sets them again.
+func (b *Backend) ForgetContext() {
+	b.tenant = ""
+	b.settingsKey = ""
+	for name := range b.params {
+		if _, reported := b.defaults[name]; !reported {
+			delete(b.params, name)
+		}
+	}
 }
 
-// ReadUntilReady consumes the responses to one Query or Sync, ending at ReadyForQuery.
-func (b *Backend) ReadUntilReady() error {
+// Param is the server's value of a reported setting, or the value the pool set for another.
+func (b *Backend) Param(name string) string { return b.params[name] }
+
+// ReportedParams are the settings the server reports, with their current values.
+func (b *Backend) ReportedParams() map[string]string {
+	reported := make(map[string]string, len(b.defaults))
+	for name := range b.defaults {
+		reported[name] = b.params[name]
+	}
+	return reported
+}
+
+// Reports says whether the server reports changes of name with ParameterStatus: it sent every
+// such setting when the session started.
+func (b *Backend) Reports(name string) bool {
+	_, ok := b.defaults[name]
+	return ok
+}
+
+// ServerError is an ErrorResponse the server sent for a statement of the pool's own.
+type ServerError struct{ Fields wire.Error }
+
+func (e ServerError) Error() string {
+	return fmt.Sprintf("backend: %s: %s (SQLSTATE %s)", e.Fields.Get(wire.FieldSeverity), e.Fields.Get(wire.FieldMessage), e.Fields.Get(wire.FieldCode))
+}
+
+// SQLState is the error's SQLSTATE code.
+func (e ServerError) SQLState() string { return e.Fields.Get(wire.FieldCode) }
+
+// Exec runs sql (one or more statements, simple protocol) and waits for ReadyForQuery. The
+// server's ParameterStatus messages update the session's settings; an ErrorResponse is returned
+// as ServerError.
+func (b *Backend) Exec(sql string) error {
+	b.Out.Commit(wire.AppendQuery(b.Out.Bytes(), sql))
+	if err := b.Out.Flush(); err != nil {
+		return err
+	}
+	return b.readUntilReady()
+}
+
+// readUntilReady consumes the responses to one Query, ending at ReadyForQuery.
+func (b *Backend) readUntilReady() error {
 	var failed error
 	for {
 		typ, msg, err := b.In.Next()
@@ -131,17 +173,18 @@ func (b *Backend) ReadUntilReady() error {
 			return err
 		}
 		switch typ {
-		case 'Z':
-			if len(msg) < 6 {
+		case wire.ReadyForQuery:
+			status, ok := wire.DecodeReadyForQuery(msg)
+			if !ok {
 				return errors.New("backend: malformed ReadyForQuery")
 			}
-			b.TxStatus = msg[5]
+			b.txStatus = status
 			return failed
-		case 'E':
+		case wire.ErrorResponse:
 			if failed == nil {
 				failed = ServerError{DecodeError(msg)}
 			}
-		case 'S':
+		case wire.ParameterStatus:
 			b.NoteParameter(msg)
 		}
 	}
@@ -149,27 +192,33 @@ func (b *Backend) ReadUntilReady() error {
 
 // NoteParameter records a ParameterStatus message.
 func (b *Backend) NoteParameter(msg []byte) {
-	name, rest, ok := wire.CString(msg[wire.HeaderSize:])
+	name, value, ok := wire.DecodeParameterStatus(msg)
 	if !ok {
 		return
 	}
-	value, _, ok := wire.CString(rest)
-	if !ok {
-		return
-	}
-	if old, ok := b.Params[string(name)]; !ok || old != string(value) {
-		b.Params[string(name)] = string(value)
+	if old, ok := b.params[string(name)]; !ok || old != string(value) {
+		b.params[string(name)] = string(value)
 		b.settingsKey = ""
 	}
 }
 
-// DecodeError reads an ErrorResponse or NoticeResponse message.
-func DecodeError(msg []byte) *pgconn.PgError {
-	var e pgproto3.ErrorResponse
-	if err := e.Decode(msg[wire.HeaderSize:]); err != nil {
-		return &pgconn.PgError{Severity: "ERROR", Code: "XX000", Message: "malformed error from the server"}
+// DecodeError reads an ErrorResponse or NoticeResponse message; a malformed one becomes an
+// internal error rather than nothing.
+func DecodeError(msg []byte) wire.Error {
+	e, ok := wire.DecodeError(msg)
+	if !ok {
+		return wire.NewError("ERROR", "XX000", "malformed error message from the server", "", "")
 	}
-	return pgconn.ErrorResponseToPgError(&e)
+	return e
+}
+
+// Fatal reports whether an error ends the session (severity FATAL or PANIC).
+func Fatal(e wire.Error) bool {
+	s := e.Get(wire.FieldSeverityUnlocalized)
+	if s == "" {
+		s = e.Get(wire.FieldSeverity)
+	}
+	return s == "FATAL" || s == "PANIC"
 }
 
 // Alive reports whether the server still has nothing to say and has not hung up: an idle
@@ -230,72 +279,4 @@ func cancelRequest(ctx context.Context, network, address string, pid uint32, sec
 		return fmt.Errorf("cancel request: %w", err)
 	}
 	return nil
-}
-
-// PreparedSet is the statements prepared on one backend, least recently used first.
-type PreparedSet struct {
-	max   int
-	order *list.List // of *Statement
-	by    map[*Statement]*list.Element
-}
-
-func newPreparedSet(max int) *PreparedSet {
-	return &PreparedSet{max: max, order: list.New(), by: map[*Statement]*list.Element{}}
-}
-
-// Has reports whether s is prepared here, and marks it used.
-func (p *PreparedSet) Has(s *Statement) bool {
-	e, ok := p.by[s]
-	if ok {
-		p.order.MoveToBack(e)
-	}
-	return ok
-}
-
-// Add records s as prepared and returns a statement to close first, when the set is full.
-func (p *PreparedSet) Add(s *Statement) (evict *Statement) {
-	if _, ok := p.by[s]; ok {
-		return nil
-	}
-	if p.order.Len() >= p.max {
-		front := p.order.Front()
-		evict = front.Value.(*Statement)
-		p.order.Remove(front)
-		delete(p.by, evict)
-	}
-	p.by[s] = p.order.PushBack(s)
-	return evict
-}
-
-// Remove forgets s (its Parse failed, or was skipped after an error).
-func (p *PreparedSet) Remove(s *Statement) {
-	if e, ok := p.by[s]; ok {
-		p.order.Remove(e)
-		delete(p.by, s)
-	}
-}
-
-// Clear forgets everything (DISCARD ALL or DEALLOCATE ALL ran).
-func (p *PreparedSet) Clear() {
-	p.order.Init()
-	clear(p.by)
-}
-
-// Len is the number of statements prepared.
-func (p *PreparedSet) Len() int { return p.order.Len() }
-
-// Statement is a prepared statement as the pool knows it: one per distinct query text and
-// parameter types, under a name of its own on every backend that prepares it.
-type Statement struct {
-	Name  string
-	Query string
-	// Parse is the whole Parse message, under Name, ready to send.
-	Parse []byte
-	// Scope names the settings it is parsed under (see Pool.Statement).
-	Scope string
-}
-
-// Types are the statement's parameter types, as the Parse message carries them.
-func (s *Statement) Types() []byte {
-	return s.Parse[1+4+len(s.Name)+1+len(s.Query)+1:] // type, length, name, NUL, query, NUL
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
+
+	"github.com/tenantproxy/tenantproxy/internal/guc"
 )
 
 // Config shapes a Pool.
@@ -36,6 +38,23 @@ var ErrPoolClosed = errors.New("pool closed")
 
 // ErrCheckoutTimeout is returned when no session frees up within the checkout timeout.
 var ErrCheckoutTimeout = errors.New("no backend session free within the checkout timeout")
+
+// ErrClientGone is returned when the client that waited for a session hung up.
+var ErrClientGone = errors.New("the client left while waiting for a backend session")
+
+// Client is who asks for a session.
+type Client struct {
+	// Tenant is the tenant whose context the session must carry.
+	Tenant string
+	// Settings are the client's settings the session must hold (nil for none).
+	Settings *Settings
+	// Gone, when set, reports whether the client hung up. A checkout that has to wait asks it
+	// now and then, and gives up its place when the client left.
+	Gone func() bool
+}
+
+// goneCheck is how often a waiting checkout asks whether its client is gone.
+const goneCheck = 100 * time.Millisecond
 
 // Pool hands out server sessions. A session goes to a client with the client's tenant context
 // and settings in place; it comes back as it is, and the next client of the same tenant gets
@@ -69,16 +88,16 @@ func NewPool(cfg Config, log zerolog.Logger) *Pool {
 	return p
 }
 
-// Acquire returns a session whose tenant context is tenant and whose settings match want (the
-// client's tracked settings). It waits up to the checkout timeout for a free session.
-func (p *Pool) Acquire(ctx context.Context, tenant string, want *Settings) (*Backend, error) {
+// Acquire returns a session whose tenant context is the client's tenant and whose settings
+// match the client's. It waits up to the checkout timeout for a free session.
+func (p *Pool) Acquire(ctx context.Context, c Client) (*Backend, error) {
 	p.stats.acquires.Add(1)
 	for {
 		// Most checkouts find an idle session at once: the deadline is only armed to wait.
-		b := p.takeIdleNow(tenant)
+		b := p.takeIdleNow(c.Tenant)
 		if b == nil {
 			var err error
-			if b, err = p.takeWithin(ctx, tenant); err != nil {
+			if b, err = p.takeWithin(ctx, c); err != nil {
 				return nil, err
 			}
 		}
@@ -86,7 +105,7 @@ func (p *Pool) Acquire(ctx context.Context, tenant string, want *Settings) (*Bac
 			p.Discard(b)
 			continue
 		}
-		if err := p.Prepare(b, tenant, want); err != nil {
+		if err := p.ApplyContext(b, c.Tenant, c.Settings); err != nil {
 			p.Discard(b)
 			return nil, err
 		}
@@ -95,10 +114,10 @@ func (p *Pool) Acquire(ctx context.Context, tenant string, want *Settings) (*Bac
 }
 
 // takeWithin is take bounded by the checkout timeout.
-func (p *Pool) takeWithin(ctx context.Context, tenant string) (*Backend, error) {
+func (p *Pool) takeWithin(ctx context.Context, c Client) (*Backend, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.CheckoutTimeout)
 	defer cancel()
-	return p.take(ctx, tenant)
+	return p.take(ctx, c)
 }
 
 // takeIdleNow pops an idle session without waiting, or returns nil.
@@ -111,8 +130,16 @@ func (p *Pool) takeIdleNow(tenant string) *Backend {
 	return p.takeIdle(tenant)
 }
 
-// take finds an idle session (one of tenant first), opens one if the pool has room, or waits.
-func (p *Pool) take(ctx context.Context, tenant string) (*Backend, error) {
+// take finds an idle session (one of the client's tenant first), opens one if the pool has
+// room, or waits.
+func (p *Pool) take(ctx context.Context, c Client) (*Backend, error) {
+	tenant := c.Tenant
+	var gone <-chan time.Time
+	if c.Gone != nil {
+		tick := time.NewTicker(goneCheck)
+		defer tick.Stop()
+		gone = tick.C
+	}
 	p.mu.Lock()
 	for {
 		if p.closed {
@@ -141,31 +168,49 @@ func (p *Pool) take(ctx context.Context, tenant string) (*Backend, error) {
 		p.stats.waits.Add(1)
 		p.mu.Unlock()
 
+		b, err := p.wait(ctx, ch, gone, c.Gone)
+		if b != nil || err != nil {
+			return b, err
+		}
+		// A slot freed up: try again.
+		p.mu.Lock()
+	}
+}
+
+// wait waits for a session (or a free slot: nil, nil) handed to ch.
+func (p *Pool) wait(ctx context.Context, ch chan *Backend, tick <-chan time.Time, gone func() bool) (*Backend, error) {
+	var err error
+	for err == nil {
 		select {
 		case b := <-ch:
-			if b != nil {
-				return b, nil
+			return b, nil
+		case <-tick:
+			if gone() {
+				err = ErrClientGone
 			}
-			// A slot freed up: try again.
-			p.mu.Lock()
 		case <-ctx.Done():
-			p.mu.Lock()
-			p.removeWaiter(ch)
-			p.mu.Unlock()
-			select {
-			case b := <-ch: // handed over as we gave up: put it back
-				if b != nil {
-					p.Release(b)
-				}
-			default:
-			}
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = ctx.Err()
+			if errors.Is(err, context.DeadlineExceeded) {
 				p.stats.timeouts.Add(1)
-				return nil, ErrCheckoutTimeout
+				err = ErrCheckoutTimeout
 			}
-			return nil, ctx.Err()
 		}
 	}
+	p.mu.Lock()
+	p.removeWaiter(ch)
+	p.mu.Unlock()
+	select {
+	case b := <-ch: // handed over as we gave up: pass it on
+		if b != nil {
+			p.Release(b)
+		} else {
+			p.mu.Lock()
+			p.wakeOne(nil)
+			p.mu.Unlock()
+		}
+	default:
+	}
+	return nil, err
 }
 
 // takeIdle pops the most recently used idle session of tenant, else the most recent of any.
@@ -177,7 +222,7 @@ func (p *Pool) takeIdle(tenant string) *Backend {
 	}
 	i := n - 1
 	for j := n - 1; j >= 0; j-- {
-		if p.idle[j].Tenant == tenant {
+		if p.idle[j].tenant == tenant {
 			i = j
 			break
 		}
@@ -217,24 +262,23 @@ func (p *Pool) dial(ctx context.Context) (*Backend, error) {
 		p.stats.dialErrors.Add(1)
 		return nil, err
 	}
-	b.pool = p
 	return b, nil
 }
 
-// Prepare puts the tenant context and the client's settings in place, in one round trip, only
-// when they differ. Settings the client did not choose go back to the session's defaults, so
-// nothing one client set reaches the next. Acquire calls it before the client's messages are
-// sent, so a failure can never let them run under another tenant's context; the proxy calls it
-// again after a client's RESET ALL or DISCARD ALL.
+// ApplyContext puts the tenant context and the client's settings (want) in place on b, in one
+// round trip, and only when they differ from what b holds. Settings the client did not choose go
+// back to the session's defaults, so nothing one client set reaches the next. Acquire calls it
+// before the client's messages are sent, so a failure can never let them run under another
+// tenant's context; the proxy calls it again after a client's RESET ALL or DISCARD ALL.
 //
 // Inside a transaction the statements join it, and a later ROLLBACK TO SAVEPOINT could undo
 // them: the session's tenant is then left unknown (""), so the proxy sets it again after each
 // of the client's batches until the transaction ends.
-func (p *Pool) Prepare(b *Backend, tenant string, want *Settings) error {
+func (p *Pool) ApplyContext(b *Backend, tenant string, want *Settings) error {
 	if want == nil {
 		want = NewSettings(nil)
 	}
-	if b.Tenant == tenant && b.settingsKey == want.key {
+	if b.tenant == tenant && b.settingsKey == want.key {
 		return nil
 	}
 	sql := p.settingsSQL(b, tenant, want.values)
@@ -242,57 +286,57 @@ func (p *Pool) Prepare(b *Backend, tenant string, want *Settings) error {
 		b.settingsKey = want.key
 		return nil
 	}
-	if b.Tenant != tenant {
+	if b.tenant != tenant {
 		p.stats.switches.Add(1)
-		b.Tenant = ""
+		b.tenant = ""
 	}
 	b.settingsKey = ""
-	before := b.TxStatus
+	before := b.txStatus
 	b.SetDeadline(time.Now().Add(p.cfg.CheckoutTimeout))
 	err := b.Exec(sql)
 	b.SetDeadline(time.Time{})
 	if err != nil {
 		return fmt.Errorf("setting the tenant context: %w", err)
 	}
-	if b.TxStatus != before {
-		return fmt.Errorf("setting the tenant context: transaction state went from %q to %q", before, b.TxStatus)
+	if b.txStatus != before {
+		return fmt.Errorf("setting the tenant context: transaction state went from %q to %q", before, b.txStatus)
 	}
-	if b.TxStatus != 'I' {
+	if b.txStatus != 'I' {
 		return nil
 	}
-	b.Tenant = tenant
-	// Settings the server does not report are known by what was set; those it reports take
-	// the server's spelling (TimeZone 'utc' comes back as 'UTC'), so the next checkout of
-	// this client compares equal.
+	b.tenant = tenant
+	// Settings the server does not report are known by what was set.
 	for name, value := range want.values {
-		if reportedSettings[name] {
-			want.Set(name, b.Params[name])
-		} else {
-			b.Params[name] = value
+		if !b.Reports(name) {
+			b.params[name] = value
 		}
 	}
-	for name := range b.Params {
-		if _, wanted := want.values[name]; !wanted && !reportedSettings[name] {
-			delete(b.Params, name)
+	for name := range b.params {
+		if _, wanted := want.values[name]; !wanted && !b.Reports(name) {
+			delete(b.params, name)
 		}
 	}
 	b.settingsKey = want.key
 	return nil
 }
 
-// settingsSQL is what Prepare must send, or "".
+// trackedSettings are the reported settings a client may change: every other client of a
+// backend gets the session's default for those it did not choose.
+var trackedSettings = guc.Names(func(s guc.Setting) bool { return s.Tracked })
+
+// settingsSQL is what ApplyContext must send, or "".
 func (p *Pool) settingsSQL(b *Backend, tenant string, want map[string]string) string {
 	var parts []string
-	if b.Tenant != tenant {
+	if b.tenant != tenant {
 		parts = append(parts, SetStatement(p.cfg.Setting, tenant))
 	}
-	for name := range trackedSettings {
+	for _, name := range trackedSettings {
 		value, wanted := want[name]
 		if !wanted {
-			value = b.Defaults[name]
+			value = b.defaults[name]
 		}
 		switch {
-		case b.Params[name] == value:
+		case b.params[name] == value:
 		case wanted:
 			parts = append(parts, SetStatement(name, value))
 		default:
@@ -300,12 +344,12 @@ func (p *Pool) settingsSQL(b *Backend, tenant string, want map[string]string) st
 		}
 	}
 	for name, value := range want {
-		if !reportedSettings[name] && b.Params[name] != value {
+		if !b.Reports(name) && b.params[name] != value {
 			parts = append(parts, SetStatement(name, value))
 		}
 	}
-	for name := range b.Params {
-		if _, wanted := want[name]; !wanted && !reportedSettings[name] {
+	for name := range b.params {
+		if _, wanted := want[name]; !wanted && !b.Reports(name) {
 			parts = append(parts, "RESET "+name)
 		}
 	}
@@ -315,38 +359,7 @@ func (p *Pool) settingsSQL(b *Backend, tenant string, want map[string]string) st
 // SettingsMatch reports whether b holds exactly the settings of want, and the defaults for the
 // rest.
 func (p *Pool) SettingsMatch(b *Backend, want *Settings) bool {
-	return b.settingsKey == want.key || p.settingsSQL(b, b.Tenant, want.values) == ""
-}
-
-// ForgetUnreported drops what the pool knows of settings the server does not report: after a
-// RESET ALL or DISCARD ALL they are back to their defaults, whatever was set.
-func ForgetUnreported(b *Backend) {
-	b.settingsKey = ""
-	for name := range b.Params {
-		if !reportedSettings[name] {
-			delete(b.Params, name)
-		}
-	}
-}
-
-// Reported says whether the server reports name with ParameterStatus.
-func Reported(name string) bool { return reportedSettings[name] }
-
-// Tracked says whether a client may change name at session level in transaction mode: the
-// server reports it, so the pool follows it and puts it back on the next backend.
-func Tracked(name string) bool { return trackedSettings[name] }
-
-var trackedSettings = map[string]bool{
-	"application_name": true, "client_encoding": true, "DateStyle": true, "IntervalStyle": true,
-	"TimeZone": true, "standard_conforming_strings": true, "default_transaction_read_only": true,
-}
-
-// reportedSettings are the settings the server reports with ParameterStatus (PostgreSQL 15).
-var reportedSettings = map[string]bool{
-	"application_name": true, "client_encoding": true, "DateStyle": true, "IntervalStyle": true,
-	"TimeZone": true, "standard_conforming_strings": true, "default_transaction_read_only": true,
-	"in_hot_standby": true, "integer_datetimes": true, "is_superuser": true,
-	"server_encoding": true, "server_version": true, "session_authorization": true,
+	return b.settingsKey == want.key || p.settingsSQL(b, b.tenant, want.values) == ""
 }
 
 // Release returns a session whose client is done with it. It must be idle (ReadyForQuery 'I',
@@ -382,7 +395,7 @@ func (p *Pool) Discard(b *Backend) {
 // Cancel asks the server to cancel whatever b is running.
 func (p *Pool) Cancel(ctx context.Context, b *Backend) error {
 	network, address := p.address()
-	return cancelRequest(ctx, network, address, b.PID, b.Secret)
+	return cancelRequest(ctx, network, address, b.pid, b.secret)
 }
 
 func (p *Pool) address() (network, address string) {
@@ -484,50 +497,5 @@ func (p *Pool) Stats() Stats {
 	s.DialErrors = p.stats.dialErrors.Load()
 	s.Switches = p.stats.switches.Load()
 	s.Discards = p.stats.discards.Load()
-	return s
-}
-
-// statementRegistry names statements pool-wide: the same query and parameter types get the
-// same name on every backend. It is bounded; a statement dropped from it keeps working for
-// whoever holds it, and a later Parse of the same text simply gets a new name.
-type statementRegistry struct {
-	mu   sync.Mutex
-	m    map[string]*Statement
-	next atomic.Uint64
-}
-
-const maxRegistered = 10000
-
-// Statement returns the pool-wide statement for a query and its parameter types, parsed under
-// scope: clients share a statement only when they parse it under the same settings, because
-// the server turns literals into values as it parses (a date under DateStyle, a timestamp
-// under TimeZone) and a prepared statement keeps them.
-func (p *Pool) Statement(query, types []byte, scope string) *Statement {
-	// What the statement means: its text, its parameter types, the settings it is parsed under.
-	key := string(query) + "\x00" + string(types) + "\x00" + scope
-	r := &p.statements
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s, ok := r.m[key]; ok {
-		return s
-	}
-	if len(r.m) >= maxRegistered {
-		for k := range r.m { // drop an arbitrary one
-			delete(r.m, k)
-			break
-		}
-	}
-	name := "tenantproxy_" + strconv.FormatUint(r.next.Add(1), 10)
-	msg := make([]byte, 0, 5+len(name)+1+len(query)+1+len(types))
-	msg = append(msg, 'P', 0, 0, 0, 0)
-	msg = append(msg, name...)
-	msg = append(msg, 0)
-	msg = append(msg, query...)
-	msg = append(msg, 0)
-	msg = append(msg, types...)
-	n := len(msg) - 1
-	msg[1], msg[2], msg[3], msg[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-	s := &Statement{Name: name, Query: string(query), Parse: msg, Scope: scope}
-	r.m[key] = s
 	return s
 }

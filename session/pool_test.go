@@ -50,6 +50,9 @@ func queryOne(t *testing.T, b *session.Backend, sql string) string {
 	n := len(buf) - 1
 	buf[1], buf[2], buf[3], buf[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 	b.Out.Write(buf)
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	var value string
 	for {
 		typ, msg, err := b.In.Next()
@@ -63,7 +66,7 @@ func queryOne(t *testing.T, b *session.Backend, sql string) string {
 		case 'E':
 			t.Fatalf("%s: %v", sql, session.DecodeError(msg))
 		case 'Z':
-			b.TxStatus = msg[5]
+			b.NoteReady(msg[5])
 			return value
 		}
 	}
@@ -71,14 +74,14 @@ func queryOne(t *testing.T, b *session.Backend, sql string) string {
 
 func TestAcquireSetsTheTenantOnlyWhenItMustAndPrefersTheSameTenant(t *testing.T) {
 	p := newPool(t, pgtest.New(t), nil)
-	a, err := p.Acquire(ctx, "acme", nil)
+	a, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := show(t, a, "app.current_tenant_id"); got != "acme" || a.Tenant != "acme" {
-		t.Fatalf("tenant %q (%q)", got, a.Tenant)
+	if got := show(t, a, "app.current_tenant_id"); got != "acme" || a.Tenant() != "acme" {
+		t.Fatalf("tenant %q (%q)", got, a.Tenant())
 	}
-	g, err := p.Acquire(ctx, "globex", nil)
+	g, err := p.Acquire(ctx, session.Client{Tenant: "globex"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +89,7 @@ func TestAcquireSetsTheTenantOnlyWhenItMustAndPrefersTheSameTenant(t *testing.T)
 	p.Release(g) // the most recently released is globex's
 	switches := p.Stats().Switches
 
-	again, err := p.Acquire(ctx, "acme", nil)
+	again, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +105,7 @@ func TestAcquireSetsTheTenantOnlyWhenItMustAndPrefersTheSameTenant(t *testing.T)
 	p.Release(again)
 
 	// A third tenant takes an idle session of another and switches it.
-	i, err := p.Acquire(ctx, "initech", nil)
+	i, err := p.Acquire(ctx, session.Client{Tenant: "initech"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +117,7 @@ func TestAcquireSetsTheTenantOnlyWhenItMustAndPrefersTheSameTenant(t *testing.T)
 
 func TestSettingsFollowTheClient(t *testing.T) {
 	p := newPool(t, pgtest.New(t), func(c *session.Config) { c.Size = 1 })
-	b, err := p.Acquire(ctx, "acme", session.NewSettings(map[string]string{"TimeZone": "Asia/Tokyo", "extra_float_digits": "2"}))
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme", Settings: session.NewSettings(map[string]string{"TimeZone": "Asia/Tokyo", "extra_float_digits": "2"})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +128,7 @@ func TestSettingsFollowTheClient(t *testing.T) {
 		t.Errorf("extra_float_digits %q", got)
 	}
 	p.Release(b)
-	b, err = p.Acquire(ctx, "acme", session.NewSettings(map[string]string{"TimeZone": "UTC"}))
+	b, err = p.Acquire(ctx, session.Client{Tenant: "acme", Settings: session.NewSettings(map[string]string{"TimeZone": "UTC"})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,9 +141,9 @@ func TestSettingsFollowTheClient(t *testing.T) {
 // A session whose settings cannot be put in place is closed, never handed out half-prepared.
 func TestFailedPrepareDiscardsTheSession(t *testing.T) {
 	p := newPool(t, pgtest.New(t), nil)
-	_, err := p.Acquire(ctx, "acme", session.NewSettings(map[string]string{"TimeZone": "Nowhere/Bogus"}))
+	_, err := p.Acquire(ctx, session.Client{Tenant: "acme", Settings: session.NewSettings(map[string]string{"TimeZone": "Nowhere/Bogus"})})
 	var se session.ServerError
-	if !errors.As(err, &se) || se.Code != "22023" {
+	if !errors.As(err, &se) || se.SQLState() != "22023" {
 		t.Fatalf("want invalid_parameter_value, got %v", err)
 	}
 	if s := p.Stats(); s.Discards != 1 || s.Open != 0 {
@@ -153,39 +156,39 @@ func TestCheckoutWaitsThenTimesOut(t *testing.T) {
 		c.Size = 1
 		c.CheckoutTimeout = 200 * time.Millisecond
 	})
-	held, err := p.Acquire(ctx, "acme", nil)
+	held, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Acquire(ctx, "acme", nil); !errors.Is(err, session.ErrCheckoutTimeout) {
+	if _, err := p.Acquire(ctx, session.Client{Tenant: "acme"}); !errors.Is(err, session.ErrCheckoutTimeout) {
 		t.Fatalf("want a checkout timeout, got %v", err)
 	}
 	got := make(chan *session.Backend)
 	go func() {
-		b, err := p.Acquire(ctx, "globex", nil)
+		b, err := p.Acquire(ctx, session.Client{Tenant: "globex"})
 		if err != nil {
 			t.Error(err)
 		}
 		got <- b
 	}()
-	time.Sleep(50 * time.Millisecond)
+	pgtest.WaitFor(t, "the checkout to wait", func() bool { return p.Stats().Waiting == 1 })
 	p.Release(held)
 	b := <-got
-	if b != held || b.Tenant != "globex" {
-		t.Errorf("the waiter got %p (tenant %q), want the released %p", b, b.Tenant, held)
+	if b != held || b.Tenant() != "globex" {
+		t.Errorf("the waiter got %p (tenant %q), want the released %p", b, b.Tenant(), held)
 	}
 	p.Release(b)
 
 	// A discarded session frees its slot for a waiter, which opens a new one.
-	b, _ = p.Acquire(ctx, "acme", nil)
+	b, _ = p.Acquire(ctx, session.Client{Tenant: "acme"})
 	go func() {
-		nb, err := p.Acquire(ctx, "acme", nil)
+		nb, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 		if err != nil {
 			t.Error(err)
 		}
 		got <- nb
 	}()
-	time.Sleep(50 * time.Millisecond)
+	pgtest.WaitFor(t, "the checkout to wait", func() bool { return p.Stats().Waiting == 1 })
 	p.Discard(b)
 	if nb := <-got; nb == nil || nb == b {
 		t.Errorf("after a discard the waiter got %p", nb)
@@ -196,13 +199,12 @@ func TestCheckoutWaitsThenTimesOut(t *testing.T) {
 
 func TestLifetimeAndIdleLimits(t *testing.T) {
 	p := newPool(t, pgtest.New(t), func(c *session.Config) {
-		c.MaxLifetime = 100 * time.Millisecond
+		c.MaxLifetime = time.Nanosecond
 	})
-	b, err := p.Acquire(ctx, "acme", nil)
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond)
 	p.Release(b) // past its lifetime: closed, not pooled
 	if s := p.Stats(); s.Idle != 0 || s.Open != 0 {
 		t.Errorf("an expired session went back to the pool: %+v", s)
@@ -213,51 +215,44 @@ func TestLifetimeAndIdleLimits(t *testing.T) {
 		c.MinIdle = 1
 		c.Size = 3
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for q.Stats().Idle < 1 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if s := q.Stats(); s.Idle != 1 {
-		t.Errorf("min_idle not kept: %+v", s)
-	}
-	b1, _ := q.Acquire(ctx, "acme", nil)
-	b2, _ := q.Acquire(ctx, "acme", nil)
+	pgtest.WaitFor(t, "min_idle sessions", func() bool { return q.Stats().Idle == 1 })
+	b1, _ := q.Acquire(ctx, session.Client{Tenant: "acme"})
+	b2, _ := q.Acquire(ctx, session.Client{Tenant: "acme"})
 	q.Release(b1)
 	q.Release(b2)
-	for q.Stats().Open > 1 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if s := q.Stats(); s.Open != 1 {
-		t.Errorf("idle sessions beyond min_idle not closed: %+v", s)
-	}
+	pgtest.WaitFor(t, "idle sessions beyond min_idle to close", func() bool { return q.Stats().Open == 1 })
 }
 
 // A session the server closed while it sat idle is noticed on its way out of the pool.
 // usedOnce takes a session for tenant acme, gives it back idle and returns its server pid.
 func usedOnce(t *testing.T, p *session.Pool) uint32 {
 	t.Helper()
-	b, err := p.Acquire(ctx, "acme", nil)
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Release(b)
-	return b.PID
+	return b.PID()
 }
 
 func TestDeadIdleSessionIsReplaced(t *testing.T) {
 	db := pgtest.New(t)
-	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Millisecond })
+	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Nanosecond })
 	pid := usedOnce(t, p)
 	admin := pgtest.Connect(t, db.AdminURL)
 	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", int(pid)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	b, err := p.Acquire(ctx, "acme", nil)
+	pgtest.WaitFor(t, "the terminated session to end", func() bool {
+		var n int
+		admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int(pid)).Scan(&n)
+		return n == 0
+	})
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.PID == pid {
+	if b.PID() == pid {
 		t.Error("the terminated session was handed out")
 	}
 	if got := show(t, b, "app.current_tenant_id"); got != "acme" {
@@ -269,16 +264,15 @@ func TestDeadIdleSessionIsReplaced(t *testing.T) {
 // A live session idle past CheckAfter passes the check and is handed out again, not replaced.
 func TestLiveIdleSessionIsKept(t *testing.T) {
 	db := pgtest.New(t)
-	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Millisecond })
+	p := newPool(t, db, func(c *session.Config) { c.CheckAfter = time.Nanosecond })
 	pid := usedOnce(t, p)
-	time.Sleep(50 * time.Millisecond)
-	b, err := p.Acquire(ctx, "acme", nil)
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Release(b)
-	if b.PID != pid {
-		t.Errorf("the idle, live session %d was replaced by %d", pid, b.PID)
+	if b.PID() != pid {
+		t.Errorf("the idle, live session %d was replaced by %d", pid, b.PID())
 	}
 	if got := p.Stats().Discards; got != 0 {
 		t.Errorf("%d sessions discarded", got)
@@ -286,21 +280,27 @@ func TestLiveIdleSessionIsKept(t *testing.T) {
 }
 
 func TestCancelReachesTheSession(t *testing.T) {
-	p := newPool(t, pgtest.New(t), nil)
-	b, err := p.Acquire(ctx, "acme", nil)
+	db := pgtest.New(t)
+	p := newPool(t, db, nil)
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- b.Exec("SELECT pg_sleep(30)") }()
-	time.Sleep(200 * time.Millisecond)
+	admin := pgtest.Connect(t, db.AdminURL)
+	pgtest.WaitFor(t, "the statement to run", func() bool {
+		var n int
+		admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", int(b.PID())).Scan(&n)
+		return n == 1
+	})
 	if err := p.Cancel(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case err := <-done:
 		var se session.ServerError
-		if !errors.As(err, &se) || se.Code != "57014" {
+		if !errors.As(err, &se) || se.SQLState() != "57014" {
 			t.Errorf("want query_canceled, got %v", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -311,7 +311,7 @@ func TestCancelReachesTheSession(t *testing.T) {
 
 func TestPreparedSetEvictsLeastRecentlyUsed(t *testing.T) {
 	p := newPool(t, pgtest.New(t), func(c *session.Config) { c.MaxPreparedStatements = 2 })
-	b, err := p.Acquire(ctx, "acme", nil)
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

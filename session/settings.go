@@ -4,6 +4,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/tenantproxy/tenantproxy/internal/guc"
 )
 
 // Settings are a client's tracked settings (name to value, by the server's names), with a key
@@ -46,7 +48,8 @@ func (s *Settings) Set(name, value string) {
 // itself is read in client_encoding.
 func (s *Settings) ParseKey() string { return s.parseKey }
 
-var parseSettings = []string{"DateStyle", "IntervalStyle", "TimeZone", "client_encoding"}
+// parseSettings are the settings whose values the server folds into a statement as it parses.
+var parseSettings = guc.Names(func(s guc.Setting) bool { return s.Parse })
 
 // Clone is an independent copy.
 func (s *Settings) Clone() *Settings { return NewSettings(s.values) }

@@ -14,7 +14,6 @@ import (
 	"github.com/tenantproxy/tenantproxy/config"
 	"github.com/tenantproxy/tenantproxy/lint"
 	"github.com/tenantproxy/tenantproxy/migrations"
-	"github.com/tenantproxy/tenantproxy/policy"
 )
 
 // runCheck lints a database for tenant isolation: one line per finding, exit status 1 on any.
@@ -23,7 +22,7 @@ func runCheck(args []string) error {
 	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "connection URL (default $DATABASE_URL); its user is the role checked unless --role is given")
 	role := fs.String("role", "", "role the proxy's backend sessions use (default: the URL's user)")
 	schemas := fs.String("schema", migrations.DefaultSchema, "protected schemas, comma-separated")
-	setting := fs.String("setting", policy.DefaultSetting, "the tenant context's setting")
+	setting := fs.String("setting", migrations.DefaultSetting, "the tenant context's setting")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,12 +61,9 @@ func runCheck(args []string) error {
 func checkBeforeServing(cfg *config.Config, log zerolog.Logger, insecure bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Backend.ConnectTimeout.Duration+30*time.Second)
 	defer cancel()
-	cc, err := pgx.ParseConfig(cfg.Backend.DSN())
+	cc, err := cfg.Backend.ConnConfig()
 	if err != nil {
 		return err
-	}
-	if cfg.Backend.Password != "" {
-		cc.Password = cfg.Backend.Password
 	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {

@@ -64,14 +64,33 @@ func runServe(args []string) error {
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		sig := <-stop
-		log.Info().Str("signal", sig.String()).Msg("shutting down: waiting up to 30s for clients")
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}()
-	return srv.Serve(ln)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case sig := <-stop:
+		return drain(srv, served, sig, cfg.ShutdownTimeout.Duration, log)
+	}
+}
+
+// drain shuts the server down gracefully, as net/http's Shutdown does: new clients are refused,
+// idle ones are told (57P01), transactions in flight may finish until the deadline. It fails
+// (the process exits 1) when clients were still connected at the deadline.
+func drain(srv *proxy.Server, served <-chan error, sig os.Signal, timeout time.Duration, log zerolog.Logger) error {
+	log.Info().Str("signal", sig.String()).Dur("timeout", timeout).Msg("shutting down: letting transactions in flight finish")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if serr := <-served; !errors.Is(serr, proxy.ErrServerClosed) {
+		log.Error().Err(serr).Msg("serving")
+	}
+	if err != nil {
+		log.Warn().Msg("shutdown deadline passed: the clients still connected were disconnected")
+		return exitError(1)
+	}
+	log.Info().Msg("shut down: every client finished")
+	return nil
 }
 
 // setThreads sets GOMAXPROCS when the configuration asks; otherwise Go's default (every CPU, or

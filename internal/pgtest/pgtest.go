@@ -320,3 +320,16 @@ func (db *DB) TenantConn(t testing.TB, tenant string) *pgx.Conn {
 func QuoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
+
+// WaitFor polls cond until it holds, failing the test if it does not within 10 seconds: tests
+// wait for the condition they need, never for a fixed time.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 10s waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

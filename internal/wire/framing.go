@@ -1,11 +1,10 @@
-// Package wire frames PostgreSQL protocol messages on a byte stream without decoding them.
-//
+package wire
+
 // A message is a type byte, a big-endian int32 length that counts itself but not the type byte,
 // and a body. Reader hands out whole messages as slices of its own buffer, valid until the next
 // call, so relaying a message costs one copy into the other side's Writer and no allocation.
-// Messages larger than the buffer can be streamed through (CopyBody) without ever being held
+// Messages larger than the buffer can be streamed through (CopyMessage) without ever being held
 // whole in memory.
-package wire
 
 import (
 	"encoding/binary"
@@ -43,9 +42,6 @@ type Reader struct {
 
 	// Limit is the largest message (header included) Next accepts.
 	Limit int
-	// BeforeBlock, when set, runs before a read that may block: the place to flush writes
-	// to the other side, so nothing waits in a buffer while we wait for input.
-	BeforeBlock func() error
 }
 
 // NewReader returns a Reader of src that accepts messages up to limit bytes. A plain socket is
@@ -82,11 +78,6 @@ func (r *Reader) fill(n int) error {
 		r.grow(n)
 	}
 	for empty := 0; r.w-r.r < n; {
-		if r.BeforeBlock != nil {
-			if err := r.BeforeBlock(); err != nil {
-				return err
-			}
-		}
 		m, err := r.src.Read(r.buf[r.w:])
 		r.w += m
 		if m == 0 && err == nil {
@@ -310,26 +301,4 @@ func (w *Writer) Flush() error {
 	}
 	w.buf = nil
 	return w.err
-}
-
-// BeginMessage starts a message of type typ in b and returns b and the offset of its length.
-func BeginMessage(b []byte, typ byte) ([]byte, int) {
-	b = append(b, typ, 0, 0, 0, 0)
-	return b, len(b) - 4
-}
-
-// EndMessage writes the length of the message begun at offset.
-func EndMessage(b []byte, offset int) []byte {
-	binary.BigEndian.PutUint32(b[offset:], uint32(len(b)-offset))
-	return b
-}
-
-// CString returns the NUL-terminated string at the start of b and what follows it.
-func CString(b []byte) (s []byte, rest []byte, ok bool) {
-	for i, c := range b {
-		if c == 0 {
-			return b[:i], b[i+1:], true
-		}
-	}
-	return nil, nil, false
 }

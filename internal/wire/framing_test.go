@@ -113,25 +113,6 @@ func TestSkip(t *testing.T) {
 	}
 }
 
-func TestBeforeBlockRunsOnlyBeforeBlocking(t *testing.T) {
-	stream := append(message('Q', []byte("a\x00")), message('Q', []byte("b\x00"))...)
-	r := NewReader(bytes.NewReader(stream), 100)
-	calls := 0
-	r.BeforeBlock = func() error { calls++; return nil }
-	for range 2 {
-		if _, _, err := r.Next(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if calls != 1 {
-		t.Errorf("BeforeBlock ran %d times for one read from the source", calls)
-	}
-	r.BeforeBlock = func() error { return errors.New("flush failed") }
-	if _, _, err := r.Next(); err == nil || err.Error() != "flush failed" {
-		t.Errorf("a failing BeforeBlock: %v", err)
-	}
-}
-
 type failingWriter struct{ n int }
 
 func (f *failingWriter) Write(p []byte) (int, error) {

@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/binary"
+	"time"
+)
+
+// Each client has the proxy's own cancel key. A CancelRequest carrying it is forwarded (with the
+// server's key) only to the backend serving that client at that moment, and only while a request
+// is in flight.
+
+// handleCancel serves a CancelRequest: if the key is a live client's, cancel what that client
+// runs right now, on the backend serving it, and nothing else.
+func (c *clientConn) handleCancel(msg []byte) {
+	if len(msg) < 16 {
+		return
+	}
+	pid := binary.BigEndian.Uint32(msg[8:12])
+	target := c.srv.lookup(pid)
+	if target == nil || subtle.ConstantTimeCompare(msg[12:], target.keySecret[:]) != 1 {
+		c.log.Info().Uint32("pid", pid).Msg("cancel request with an unknown key ignored")
+		return
+	}
+	target.cancel()
+}
+
+// cancel forwards a cancel to the backend serving c, if it is running something. The backend
+// cannot be released until the server has taken the request (it closes the connection then),
+// so the cancel can never land on a session already serving another client.
+func (c *clientConn) cancel() {
+	c.mu.Lock()
+	b := c.backend
+	if b == nil || !c.busy.Load() {
+		c.mu.Unlock()
+		return
+	}
+	c.cancels++
+	c.mu.Unlock()
+	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	err := c.srv.pool.Cancel(ctx, b)
+	stop()
+	c.mu.Lock()
+	c.cancels--
+	c.canceled.Broadcast()
+	c.mu.Unlock()
+	if err != nil {
+		c.log.Warn().Err(err).Msg("forwarding a cancel request")
+	} else {
+		c.log.Debug().Msg("cancel request forwarded")
+	}
+}

@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tenantproxy/tenantproxy/internal/wire"
+	"github.com/tenantproxy/tenantproxy/proxy/queue"
+	"github.com/tenantproxy/tenantproxy/session"
+)
+
+// clientConn is one client connection, served by one goroutine from startup to the last byte.
+// Its concerns live in their own files: startup.go and auth.go (before the first query),
+// loop.go (the serve loop), relay.go (the backend's answers), statements.go (prepared
+// statements per pool mode), context.go (the tenant context and settings), refuse.go,
+// copy.go, backend.go (checkout and return) and cancel.go.
+type clientConn struct {
+	srv  *Server
+	conn net.Conn
+	in   *wire.Reader
+	out  *wire.Writer
+	log  zerolog.Logger
+	tls  bool
+
+	user string
+	// session is the tenant context and settings the client's backend must carry.
+	session *clientSession
+	keyPID  uint32
+	// keySecret is the client's cancel key, as PostgreSQL's is under protocol 3.0.
+	keySecret [4]byte
+
+	// The backend serving the client, if any: always in session mode, for the length of a
+	// transaction in transaction mode. mu guards it against the cancel path; cancels counts
+	// cancel requests on their way to it, which must land before it can serve anyone else.
+	mu       sync.Mutex
+	backend  *session.Backend
+	cancels  int
+	canceled *sync.Cond
+	busy     atomic.Bool // requests are in flight on the backend
+	// idle: the client waits for its next message, with no transaction open; Shutdown may end
+	// it there.
+	idle atomic.Bool
+
+	queue      *queue.Queue[undo]
+	statements statements
+	// checkouts counts the backends the client was given, so the unnamed statement knows which
+	// one it was prepared on.
+	checkouts uint64
+}
+
+func newClientConn(s *Server, conn net.Conn) *clientConn {
+	c := &clientConn{
+		srv:  s,
+		conn: conn,
+		in:   wire.NewReader(conn, startupMessageLimit),
+		out:  wire.NewWriter(conn),
+	}
+	c.canceled = sync.NewCond(&c.mu)
+	c.statements = s.mode.newStatements(c)
+	c.queue = queue.New(c.statements.undo)
+	c.log = s.log.With().Str("client", conn.RemoteAddr().String()).Logger()
+	return c
+}
+
+func (c *clientConn) serve() {
+	c.srv.nclients.Add(1)
+	c.srv.metrics.clients.Inc()
+	defer func() {
+		c.srv.nclients.Add(-1)
+		c.srv.metrics.clients.Dec()
+		c.conn.Close()
+	}()
+	defer c.srv.unregister(c)
+	err := c.startup()
+	if err == nil {
+		c.log.Debug().Msg("client connected")
+		err = c.loop()
+	}
+	c.finish(err)
+}
+
+// errRefused ends a connection whose refusal the client was already sent.
+var errRefused = errors.New("refused at startup")
+
+// refuse sends a FATAL error to the client during startup and returns the reason to disconnect.
+func (c *clientConn) refuse(e *pgError) error {
+	writeError(c.out, e)
+	c.out.Flush()
+	c.log.Debug().Str("code", e.Code).Msg(e.Message)
+	return errRefused
+}
+
+// finish cleans up after the client leaves, for whatever reason. A backend in the middle of
+// something is closed; one idle in a transaction is rolled back; in session mode the session
+// is reset. Only a clean backend goes back to the pool.
+func (c *clientConn) finish(cause error) {
+	var pe *pgError
+	switch {
+	case errors.Is(cause, errCancelDone) || errors.Is(cause, errRefused):
+	case errors.As(cause, &pe):
+		writeError(c.out, pe)
+		c.out.Flush()
+		c.log.Warn().Str("code", pe.Code).Msg(pe.Message)
+	case cause == nil || errors.Is(cause, io.EOF) || errors.Is(cause, net.ErrClosed) || errors.Is(cause, os.ErrDeadlineExceeded):
+		c.log.Debug().Msg("client disconnected")
+	default:
+		c.log.Debug().Err(cause).Msg("client connection ended")
+	}
+	b := c.backend
+	if b == nil {
+		return
+	}
+	if !c.queue.Settled() {
+		// Mid-request, mid-COPY, with extended-query messages not yet synced (an implicit
+		// transaction may be open), or skipping to Sync: the session's state is unknown.
+		c.log.Info().Msg("client left with a request in progress: closing its backend session")
+		c.discardBackend()
+		return
+	}
+	b.SetDeadline(time.Now().Add(c.srv.cfg.Pool.CheckoutTimeout.Duration))
+	var err error
+	if b.TxStatus() != 'I' {
+		c.log.Info().Msg("client left inside a transaction: rolling it back")
+		err = b.Exec("ROLLBACK")
+	}
+	if err == nil {
+		err = c.srv.mode.leave(b)
+	}
+	b.SetDeadline(time.Time{})
+	if err != nil || b.TxStatus() != 'I' {
+		c.discardBackend()
+		return
+	}
+	c.releaseBackend()
+}

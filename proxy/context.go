@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/tenantproxy/tenantproxy/guard"
+	"github.com/tenantproxy/tenantproxy/internal/guc"
+	"github.com/tenantproxy/tenantproxy/internal/wire"
+	"github.com/tenantproxy/tenantproxy/session"
+)
+
+// clientSession is what a client's backend must carry, whichever backend serves it: the
+// tenant context, and the client's settings. It follows what the client does to them (a SET of a
+// tracked setting, RESET ALL, DISCARD ALL) and says what must be put back, and when.
+type clientSession struct {
+	tenant string
+	// setting is the tenant context's setting (app.current_tenant_id).
+	setting string
+	// params are the client's settings as it believes them to be; startup are what it asked for
+	// at startup, which RESET ALL and DISCARD ALL return to.
+	params, startup *session.Settings
+	// resetPending: the client reset its session; its settings go back to the startup ones.
+	resetPending bool
+	// changing: the client changed settings (SET, SET LOCAL, RESET, DISCARD ALL), and its
+	// transaction, or the answers that report the new values, may not be over yet.
+	changing bool
+	// effectful are the client's statement names ("" for the unnamed one) whose text has
+	// effects the proxy acts on each time it runs, with the guard's verdict.
+	effectful map[string]guard.Verdict
+}
+
+func newClientSession(tenant, setting string, startup map[string]string) *clientSession {
+	return &clientSession{
+		tenant:  tenant,
+		setting: setting,
+		params:  session.NewSettings(startup),
+		startup: session.NewSettings(startup),
+	}
+}
+
+// adoptServerSpelling takes the server's spelling of the reported settings the client chose at
+// startup (TimeZone 'utc' is reported as 'UTC'), so that later checkouts compare equal.
+func (s *clientSession) adoptServerSpelling(b *session.Backend) {
+	for _, name := range s.startup.Names() {
+		if b.Reports(name) {
+			s.startup.Set(name, b.Param(name))
+			s.params.Set(name, b.Param(name))
+		}
+	}
+}
+
+// applyEffects prepares for what an allowed statement will do to the session: a reset of the
+// tenant context and settings, which must be put back; a change of settings, under which the
+// server may parse the client's next statements before the proxy learns the new values.
+func (s *clientSession) applyEffects(b *session.Backend, v guard.Verdict) {
+	if v.ChangesSettings {
+		s.changing = true
+	}
+	if v.ResetsContext {
+		// Until the proxy has put it back and seen it committed, the backend's context is
+		// unknown, which makes sure it is set again, and never trusted meanwhile.
+		b.ForgetContext()
+		s.resetPending = true
+	}
+}
+
+// rememberEffects records the effects of the statement the client prepares under name: they
+// happen each time it is executed.
+func (s *clientSession) rememberEffects(name []byte, v guard.Verdict) {
+	if v.ResetsContext || v.ChangesSettings {
+		if s.effectful == nil {
+			s.effectful = map[string]guard.Verdict{}
+		}
+		s.effectful[string(name)] = v
+	} else if len(s.effectful) > 0 {
+		delete(s.effectful, string(name))
+	}
+}
+
+// effectsOf returns the effects of the statement prepared under name, if it has any.
+func (s *clientSession) effectsOf(name []byte) (guard.Verdict, bool) {
+	if len(s.effectful) == 0 {
+		return guard.Verdict{}, false
+	}
+	v, ok := s.effectful[string(name)]
+	return v, ok
+}
+
+// restoreSQL puts the tenant context and the client's startup settings back.
+func (s *clientSession) restoreSQL() string {
+	sql := session.SetStatement(s.setting, s.tenant)
+	for _, name := range s.startup.Names() {
+		value, _ := s.startup.Get(name)
+		sql += "; " + session.SetStatement(name, value)
+	}
+	return sql
+}
+
+// noteParameter follows the client's own change of a tracked setting, reported by the server.
+func (s *clientSession) noteParameter(msg []byte) {
+	name, value, ok := wire.DecodeParameterStatus(msg)
+	if !ok {
+		return
+	}
+	setting, known := guc.Lookup(string(name))
+	if _, chosen := s.params.Get(string(name)); chosen || known && setting.Tracked {
+		s.params.Set(string(name), string(value))
+	}
+}
+
+// settled runs once every request has been answered. idle says whether the backend is outside
+// any transaction with nothing in flight.
+func (s *clientSession) settled(idle bool) {
+	if s.resetPending {
+		// RESET ALL and DISCARD ALL take a client back to its startup settings.
+		s.resetPending = false
+		s.params = s.startup.Clone()
+	}
+	if idle {
+		s.changing = false // answered, and out of any transaction: params say it all
+	}
+}
+
+// statementScope names the settings a statement the client prepares now is parsed under: the
+// ones of its settings that matter to parsing. While a change of settings may be in flight or in
+// force only inside the transaction, the server may parse under settings the client's record does
+// not show yet: the statement is then the client's own, shared with no one.
+func (s *clientSession) statementScope(ownScopes *atomic.Uint64) string {
+	if s.changing {
+		return "local " + strconv.FormatUint(ownScopes.Add(1), 10)
+	}
+	return s.params.ParseKey()
+}

@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/tenantproxy/tenantproxy/internal/wire"
+	"github.com/tenantproxy/tenantproxy/proxy/queue"
+)
+
+// loop serves the client after startup until it leaves. Each turn waits for one message, takes
+// every further whole message already received (pipelined messages go to the server together),
+// forwards, answers or refuses each one, then relays the backend's answers to everything that
+// is sure to be answered, and settles: in transaction mode an idle backend goes back to the
+// pool.
+func (c *clientConn) loop() error {
+	for {
+		if err := c.waitForClient(); err != nil {
+			return err
+		}
+		for {
+			if err := c.handle(); err != nil {
+				return err
+			}
+			if !c.in.HasMessage() {
+				break
+			}
+		}
+		if b := c.backend; b != nil {
+			if err := b.Flush(); err != nil {
+				return c.backendLost(err)
+			}
+		}
+		c.busy.Store(c.queue.Awaiting())
+		if err := c.drain(); err != nil {
+			return err
+		}
+		c.busy.Store(false)
+		if err := c.settle(); err != nil {
+			return err
+		}
+	}
+}
+
+// waitForClient flushes what the client is owed and waits for its next message. Between
+// transactions the client is idle, and a shutdown may end it there (57P01).
+func (c *clientConn) waitForClient() error {
+	if err := c.out.Flush(); err != nil {
+		return err
+	}
+	if c.in.HasMessage() {
+		return nil
+	}
+	idle := c.backend == nil || c.backend.TxStatus() == 'I' && c.queue.Settled()
+	for {
+		if idle {
+			c.idle.Store(true)
+			if c.srv.draining() {
+				return errShuttingDown
+			}
+		}
+		_, _, err := c.in.PeekHeader()
+		c.idle.Store(false)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !c.srv.draining() {
+			return c.readError(err)
+		}
+		// Shutdown interrupted the wait. An idle client is told and let go; one inside a
+		// transaction may finish it.
+		if idle {
+			return errShuttingDown
+		}
+		c.conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// errShuttingDown ends an idle client when the proxy shuts down.
+var errShuttingDown = fatal(codeAdminShutdown, "terminating connection due to administrator command")
+
+func (c *clientConn) readError(err error) error {
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		return protocolViolation("message too large: %v (max_message_size)", err)
+	case errors.Is(err, wire.ErrMalformed):
+		return protocolViolation("invalid message length")
+	}
+	return err
+}
+
+// handle reads one client message and forwards, answers or refuses it.
+func (c *clientConn) handle() error {
+	typ, _, err := c.in.PeekHeader()
+	if err != nil {
+		return c.readError(err)
+	}
+	if typ == wire.CopyData {
+		return c.copyData()
+	}
+	typ, msg, err := c.in.Next()
+	if err != nil {
+		return c.readError(err)
+	}
+	if c.queue.SkippingLocally() && typ != wire.Sync && typ != wire.Terminate {
+		return nil
+	}
+	if c.queue.CopyIn() && typ != wire.CopyDone && typ != wire.CopyFail && typ != wire.Terminate {
+		return c.interruptCopy(typ)
+	}
+	switch typ {
+	case wire.Query:
+		return c.handleQuery(msg)
+	case wire.Parse:
+		return c.handleParse(msg)
+	case wire.Bind:
+		return c.handleBind(msg)
+	case wire.Describe:
+		return c.handleDescribe(msg)
+	case wire.Execute:
+		return c.handleExtended(msg, queue.Execute)
+	case wire.Close:
+		return c.handleClose(msg)
+	case wire.Flush:
+		if c.backend != nil {
+			c.backend.Out.Write(msg)
+		}
+		c.queue.FlushPoint()
+		return nil
+	case wire.Sync:
+		return c.handleSync(msg)
+	case wire.FunctionCall:
+		return c.refuse42501Simple("function-call", "tenantproxy: the FunctionCall protocol message is refused: it calls functions by OID, past the SQL guard")
+	case wire.CopyDone, wire.CopyFail:
+		return c.endCopy(msg)
+	case wire.Terminate:
+		return errClientTerminated
+	default:
+		return protocolViolation("invalid frontend message type %d", typ)
+	}
+}
+
+var errClientTerminated = errors.New("client sent Terminate")
+
+// settle runs once every answered request has been relayed: the client's session follows what
+// its requests did, and an idle backend goes where the pool mode says.
+func (c *clientConn) settle() error {
+	if c.queue.Pending() > 0 || c.queue.CopyIn() {
+		return nil
+	}
+	b := c.backend
+	// A server skipping to Sync after an error ignores everything but Sync: not idle either.
+	idle := b == nil || b.TxStatus() == 'I' && c.queue.Settled()
+	c.session.settled(idle)
+	if b == nil || !idle {
+		// Inside a transaction the context is restored behind each message (restoreBehind)
+		// and confirmed once the transaction is over.
+		return nil
+	}
+	return c.srv.mode.idle(c)
+}

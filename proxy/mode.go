@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"github.com/tenantproxy/tenantproxy/guard"
+	"github.com/tenantproxy/tenantproxy/session"
+)
+
+// poolMode is what differs between the pool modes once a client is in: how its prepared
+// statements reach the backends, what happens when its backend falls idle, and how a backend it
+// leaves is made ready for the next client.
+type poolMode interface {
+	guardMode() guard.PoolMode
+	newStatements(c *clientConn) statements
+	// idle runs when the client's backend is outside any transaction with nothing in flight.
+	idle(c *clientConn) error
+	// leave readies the idle backend of a client that left for its next client.
+	leave(b *session.Backend) error
+}
+
+// transactionMode lends a backend per transaction.
+type transactionMode struct{}
+
+func (transactionMode) guardMode() guard.PoolMode { return guard.TransactionMode }
+
+func (transactionMode) newStatements(c *clientConn) statements { return newShared(c) }
+
+// idle gives the backend back to the pool; the next checkout sets the context if it must.
+func (transactionMode) idle(c *clientConn) error {
+	if c.queue.Irregular() {
+		// After an error inside an extended-query group or a COPY, what the server skipped
+		// (an eviction's Close, say) may differ from what the proxy believes it did: such a
+		// session serves no one else. The cost is a new session after such errors.
+		c.discardBackend()
+		return nil
+	}
+	c.releaseBackend()
+	return nil
+}
+
+// leave has nothing to do: a transaction-mode backend carries no client state between
+// transactions but what the next checkout puts right (tenant context and settings).
+func (transactionMode) leave(*session.Backend) error { return nil }
+
+// sessionMode gives each client its own backend for its whole connection.
+type sessionMode struct{}
+
+func (sessionMode) guardMode() guard.PoolMode { return guard.SessionMode }
+
+func (sessionMode) newStatements(*clientConn) statements { return passThrough{} }
+
+// idle puts the tenant context and settings back if the client reset them.
+func (sessionMode) idle(c *clientConn) error {
+	b := c.backend
+	if b.Tenant() == c.session.tenant && c.srv.pool.SettingsMatch(b, c.session.params) {
+		return nil
+	}
+	if err := c.srv.pool.ApplyContext(b, c.session.tenant, c.session.params); err != nil {
+		c.log.Error().Err(err).Msg("restoring the tenant context")
+		c.discardBackend()
+		return fatal(codeInternal, "tenantproxy could not restore the tenant context; please reconnect")
+	}
+	return nil
+}
+
+// leave runs DISCARD ALL, which clears every setting of the session, the tenant context too.
+func (sessionMode) leave(b *session.Backend) error {
+	b.ForgetContext()
+	return b.Exec("DISCARD ALL")
+}

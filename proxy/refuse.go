@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"github.com/tenantproxy/tenantproxy/guard"
+	"github.com/tenantproxy/tenantproxy/internal/wire"
+	"github.com/tenantproxy/tenantproxy/proxy/queue"
+)
+
+// A refused statement must leave the client's session exactly as an error would: inside a
+// transaction the transaction fails, and in an extended-query group the server skips to Sync.
+// Where the server's state matters, the proxy makes the server fail a statement that cannot
+// parse, and shows the client its own error instead of the server's.
+
+// verdictError is the client's error for a refused statement.
+func verdictError(v guard.Verdict) *pgError {
+	return &pgError{Severity: "ERROR", Code: v.Code, Message: v.Message, Hint: v.Hint}
+}
+
+// refuseSimple answers a refused Query (or FunctionCall) as the server answers an error.
+func (c *clientConn) refuseSimple(e *pgError) error {
+	b := c.backend
+	if b == nil || b.TxStatus() == 'I' && c.queue.Settled() {
+		c.queue.Push(request{Kind: queue.Query, Answered: true, Err: e, Status: 'I'})
+		c.queue.FlushPoint()
+		return nil
+	}
+	b.Out.Commit(wire.AppendQuery(b.Out.Bytes(), "tenantproxy refused this statement"))
+	c.queue.Push(request{Kind: queue.Query, Err: e})
+	c.queue.FlushPoint()
+	return nil
+}
+
+func (c *clientConn) refuse42501Simple(rule, message string) error {
+	c.logRefusal(guard.Verdict{Refused: true, Code: codeInsufficientPriv, Rule: rule, Message: message}, nil)
+	return c.refuseSimple(errorf(codeInsufficientPriv, message))
+}
+
+// failExtended answers an extended-query message with an error, as the server would: the
+// rest of the group up to Sync is skipped and an open transaction fails.
+func (c *clientConn) failExtended(e *pgError) error {
+	b := c.backend
+	if b == nil {
+		c.queue.Push(request{Kind: queue.Parse, Answered: true, Err: e})
+		c.queue.SkipLocally()
+		return nil
+	}
+	// A Parse that cannot succeed puts the server into the same state an error of its own
+	// would; the client sees our error in place of the server's.
+	b.Out.Commit(wire.AppendParse(b.Out.Bytes(), "tenantproxy_refused", []byte("tenantproxy refused this statement"), []byte{0, 0}))
+	c.queue.Push(request{Kind: queue.Parse, Err: e})
+	return nil
+}
+
+func (c *clientConn) logRefusal(v guard.Verdict, text []byte) {
+	c.srv.metrics.refusals.WithLabelValues(c.session.tenant, v.Rule).Inc()
+	ev := c.log.Warn().Str("rule", v.Rule).Str("code", v.Code)
+	if text != nil {
+		ev = ev.Str("statement", guard.Fingerprint(string(text)))
+	}
+	ev.Msg("statement refused")
+}

@@ -126,7 +126,7 @@ func TestAnotherSessionsQueryIsInvisible(t *testing.T) {
 
 // Where another tenant's UPDATE moved its row version must stay hidden: currtid2 maps an old
 // tuple location to the new one on any page of a table.
-func TestRowVersionsOfOtherTenantsAreHidden(t *testing.T) {
+func TestLockdownHidesRowVersionsOfOtherTenants(t *testing.T) {
 	db := pgtest.New(t)
 	victim := db.TenantConn(t, "globex")
 	var location string
@@ -148,7 +148,7 @@ func TestRowVersionsOfOtherTenantsAreHidden(t *testing.T) {
 }
 
 // Whether one session waits for another is the lock graph pg_locks and pg_blocking_pids hide.
-func TestLockWaitsOfOtherTenantsAreHidden(t *testing.T) {
+func TestLockdownHidesLockWaitsOfOtherTenants(t *testing.T) {
 	db := pgtest.New(t)
 	holder := db.TenantConn(t, "globex")
 	waiter := db.TenantConn(t, "globex")

@@ -4,16 +4,16 @@
 // tenant's rows or of other sessions.
 //
 // It is the one list of revoked functions (Functions, each under a Rule that says why), views
-// and languages. The migrations revoke them, `tenantproxy check` reports any that is usable
-// again, and the guard refuses the same function names. Review.txt records why every function
-// the app role may still execute is safe; a test against the migrated database fails when the
-// role can execute a function that neither list covers.
+// and languages. The migrations revoke them and `tenantproxy check` reports any that is usable
+// again; the SQL guard is to refuse the same names, reporting the rule. review.txt records why
+// every function the app role may still execute is safe; a test against the migrated database
+// fails when the role can execute a function that neither list covers.
 //
 // This package imports nothing of this module.
 package lockdown
 
-// Rule is why a group of functions is revoked. Its value is the rule id the guard reports when
-// it refuses one of them.
+// Rule is why a group of functions is revoked. Its value is the rule id for the guard's
+// refusal of one of them.
 type Rule string
 
 // The rules, in the order the review presents them.

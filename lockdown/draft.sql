@@ -5,7 +5,8 @@
 --
 --   PGOPTIONS='-c search_path=pg_catalog' psql -XAt -f lockdown/draft.sql postgres://...
 --
--- A function goes to the first group whose test it passes.
+-- A function goes to the first group whose test it passes; "review-by-hand" means none fits (on
+-- PostgreSQL 15 those are all session-dependent values, the group review.txt gives them).
 WITH fn AS (
 	SELECT p.*, p.oid::regprocedure::text AS signature,
 		(SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid

@@ -6,7 +6,7 @@
 --   PGOPTIONS='-c search_path=pg_catalog' psql -XAt -f lockdown/draft.sql postgres://...
 --
 -- A function goes to the first group whose test it passes; "review-by-hand" means none fits (on
--- PostgreSQL 15 those are all session-dependent values, the group review.txt gives them).
+-- PostgreSQL 15 they are the session-dependent values, and pg_mcv_list_items, which is pure).
 WITH fn AS (
 	SELECT p.*, p.oid::regprocedure::text AS signature,
 		(SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantproxy/tenantproxy/lockdown"
 	"github.com/tenantproxy/tenantproxy/migrations"
-	"github.com/tenantproxy/tenantproxy/policy"
 )
 
 // Options say what to check.
@@ -207,23 +207,28 @@ func (c *checker) policies() {
 
 func (c *checker) lockdown() {
 	role := c.opts.Role
-	c.each(`SELECT p.oid::regprocedure::text FROM pg_proc p
+	c.each(`SELECT p.proname || '|' || p.oid::regprocedure::text FROM pg_proc p
 		WHERE ((p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY ($2)) OR p.proname LIKE 'dblink%')
-		AND has_function_privilege($1, p.oid, 'EXECUTE')`, func(f string) {
-		c.add("lockdown-function", "function "+f, "%s may execute it", role)
-	}, role, policy.LockdownFunctions)
+		AND has_function_privilege($1, p.oid, 'EXECUTE')`, func(v string) {
+		name, signature, _ := strings.Cut(v, "|")
+		why := "it runs SQL the proxy cannot inspect"
+		if rule, ok := lockdown.Revoked(name); ok {
+			why = rule.Why()
+		}
+		c.add("lockdown-function", "function "+signature, "%s may execute it, and %s", role, why)
+	}, role, lockdown.FunctionNames())
 	c.each(`SELECT v FROM unnest($2::text[]) v
 		WHERE to_regclass('pg_catalog.' || quote_ident(v)) IS NOT NULL
 		AND has_table_privilege($1, ('pg_catalog.' || quote_ident(v))::regclass, 'SELECT')`, func(v string) {
-		c.add("lockdown-view", "view pg_catalog."+v, "%s may read it (other sessions' activity or statements)", role)
-	}, role, policy.LockdownViews)
+		c.add("lockdown-view", "view pg_catalog."+v, "%s may read it (other sessions' activity or statements, or activity counters)", role)
+	}, role, lockdown.Views)
 	c.each(`SELECT 'pg_settings' WHERE has_table_privilege($1, 'pg_catalog.pg_settings', 'UPDATE')`, func(v string) {
 		c.add("lockdown-pg-settings", "view pg_catalog.pg_settings", "%s may UPDATE it, which calls set_config", role)
 	}, role)
 	c.each(`SELECT lanname FROM pg_language WHERE (lanname = ANY ($2) OR laninline <> 0)
 		AND has_language_privilege($1, oid, 'USAGE')`, func(l string) {
 		c.add("lockdown-language", "language "+l, "%s may use it (DO blocks run SQL the guard never sees)", role)
-	}, role, policy.LockdownLanguages)
+	}, role, lockdown.Languages)
 }
 
 // defaults: a role or database default in the reserved namespace would come back with every

@@ -1,7 +1,9 @@
 -- The database lockdown: no path is left to the app role that runs a query string, changes a
--- setting by function, or shows another session's work. Then a SET or RESET statement, which the
--- proxy's guard inspects, is the only way to touch the tenant context. The lists live in the Go
--- policy package, which `tenantproxy check` verifies against.
+-- setting by function, reads the server's files, reaches a channel shared by every tenant, or
+-- shows another session's work or transactions. Then a SET or RESET statement, which the
+-- proxy's guard inspects, is the only way to touch the tenant context. The lists, and the review
+-- of every function the app role may still execute, live in the Go lockdown package, which
+-- `tenantproxy check` verifies against.
 --
 -- It is not a versioned migration: `migrate up` applies it on every run, so the lockdown always
 -- matches the binary's lists, and a database copied from a template (which does not inherit

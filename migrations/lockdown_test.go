@@ -61,6 +61,26 @@ func TestLockdown(t *testing.T) {
 		{"create a trigger", "CREATE TRIGGER t BEFORE INSERT ON llmspell.entities FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()", "42501"},
 		{"create a rule", "CREATE RULE r AS ON INSERT TO llmspell.entities DO INSTEAD NOTHING", "42501"},
 		{"create a view", "CREATE VIEW llmspell.v AS SELECT * FROM llmspell.entities", "42501"},
+		{"where an update moved a row version", "SELECT currtid2('llmspell.entities', '(0,1)')", "42501"},
+		{"whether a session waits on others", "SELECT pg_isolation_test_session_is_blocked(pg_backend_pid(), '{}')", "42501"},
+		{"export a snapshot to other sessions", "SELECT pg_export_snapshot()", "42501"},
+		{"running transactions", "SELECT pg_current_snapshot()", "42501"},
+		{"running transactions, txid", "SELECT txid_current_snapshot()", "42501"},
+		{"another transaction's status", "SELECT pg_xact_status(pg_current_xact_id())", "42501"},
+		{"another transaction's status, txid", "SELECT txid_status(txid_current())", "42501"},
+		{"when a transaction committed", "SELECT pg_xact_commit_timestamp('100'::xid)", "42501"},
+		{"the last commit", "SELECT * FROM pg_last_committed_xact()", "42501"},
+		{"who locks a row", "SELECT * FROM pg_get_multixact_members('1'::xid)", "42501"},
+		{"the checkpoint's oldest transaction", "SELECT * FROM pg_control_checkpoint()", "42501"},
+		{"per-table activity by view", "SELECT n_tup_ins FROM pg_stat_user_tables", "42501"},
+		{"per-table activity by function", "SELECT pg_stat_get_tuples_inserted('llmspell.entities'::regclass)", "42501"},
+		{"per-table reads", "SELECT heap_blks_read FROM pg_statio_user_tables", "42501"},
+		{"database activity", "SELECT xact_commit FROM pg_stat_database", "42501"},
+		{"write into the WAL for decoders", "SELECT pg_logical_emit_message(true, 'tenant', 'payload')", "42501"},
+		{"replication slots", "SELECT * FROM pg_replication_slots", "42501"},
+		{"create a replication slot", "SELECT pg_create_logical_replication_slot('s', 'test_decoding')", "42501"},
+		{"listening channels", "SELECT pg_listening_channels()", "42501"},
+		{"notification queue", "SELECT pg_notification_queue_usage()", "42501"},
 	}
 	conn := db.TenantConn(t, "acme")
 	for _, c := range cases {
@@ -101,5 +121,109 @@ func TestAnotherSessionsQueryIsInvisible(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Where another tenant's UPDATE moved its row version must stay hidden: currtid2 maps an old
+// tuple location to the new one on any page of a table.
+func TestLockdownHidesRowVersionsOfOtherTenants(t *testing.T) {
+	db := pgtest.New(t)
+	victim := db.TenantConn(t, "globex")
+	var location string
+	if err := victim.QueryRow(ctx, `INSERT INTO llmspell.entities (tenant_id, entity_type, name)
+		VALUES ('globex', 'person', 'before') RETURNING ctid::text`).Scan(&location); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, victim, "UPDATE llmspell.entities SET name = 'after'")
+
+	spy := db.TenantConn(t, "acme")
+	for _, q := range []string{
+		"SELECT currtid2('llmspell.entities', $1::tid)::text",
+		"SELECT pg_catalog.currtid2('llmspell.entities'::text, $1::tid)::text",
+	} {
+		var moved *string
+		err := spy.QueryRow(ctx, q, location).Scan(&moved)
+		wantSQLState(t, err, "42501", q)
+	}
+}
+
+// Whether one session waits for another is the lock graph pg_locks and pg_blocking_pids hide.
+func TestLockdownHidesLockWaitsOfOtherTenants(t *testing.T) {
+	db := pgtest.New(t)
+	holder := db.TenantConn(t, "globex")
+	waiter := db.TenantConn(t, "globex")
+	exec(t, holder, "INSERT INTO llmspell.entities (tenant_id, entity_type, name) VALUES ('globex', 'person', 'locked')")
+	var holderPid, waiterPid int
+	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&holderPid); err != nil {
+		t.Fatal(err)
+	}
+	if err := waiter.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&waiterPid); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, holder, "BEGIN")
+	exec(t, holder, "UPDATE llmspell.entities SET name = 'held'")
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "UPDATE llmspell.entities SET name = 'waiting'")
+		done <- err
+	}()
+	admin := pgtest.Connect(t, db.AdminURL)
+	waitFor(t, "the waiter to block", func() bool {
+		var blocked bool
+		err := admin.QueryRow(ctx, "SELECT $1::int = ANY (pg_blocking_pids($2))", holderPid, waiterPid).Scan(&blocked)
+		return err == nil && blocked
+	})
+
+	spy := db.TenantConn(t, "acme")
+	var blocked bool
+	err := spy.QueryRow(ctx, "SELECT pg_isolation_test_session_is_blocked($1, $2)", waiterPid, []int{holderPid}).Scan(&blocked)
+	wantSQLState(t, err, "42501", "pg_isolation_test_session_is_blocked")
+
+	exec(t, holder, "COMMIT")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// What the review keeps for clients must stay executable for the app role: job queues, size
+// displays, read-your-writes checks, the catalog readers drivers use.
+func TestFunctionsClientsNeedStayExecutable(t *testing.T) {
+	db := pgtest.New(t)
+	conn := db.TenantConn(t, "acme")
+	for _, q := range []string{
+		"SELECT txid_current()::text",
+		"SELECT pg_current_xact_id()::text",
+		"SELECT pg_current_wal_lsn()::text",
+		"SELECT pg_relation_size('llmspell.entities')::text",
+		"SELECT pg_total_relation_size('llmspell.entities')::text",
+		"SELECT pg_database_size(current_database())::text",
+		"SELECT pg_advisory_xact_lock(1)::text",
+		"SELECT pg_try_advisory_xact_lock(2)::text",
+		"SELECT current_setting('app.current_tenant_id')",
+		"SELECT pg_backend_pid()::text",
+		"SELECT pg_stat_get_xact_numscans('llmspell.entities'::regclass)::text",
+		"SELECT gen_random_uuid()::text",
+		"SELECT version()",
+		"SELECT pg_is_in_recovery()::text",
+		"SELECT format_type('llmspell.entities'::regclass::oid, NULL)",
+		"SELECT pg_get_indexdef('llmspell.entities_pkey'::regclass)",
+		"SELECT string_agg(pg_get_expr(adbin, adrelid), ',') FROM pg_attrdef WHERE adrelid = 'llmspell.entities'::regclass",
+	} {
+		var v *string
+		if err := conn.QueryRow(ctx, q).Scan(&v); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
-	"github.com/tenantproxy/tenantproxy/policy"
+	"github.com/tenantproxy/tenantproxy/lockdown"
 )
 
 //go:embed sql/*.sql
@@ -73,7 +73,7 @@ type Status struct {
 }
 
 // Up applies every pending migration, then the database lockdown. The lockdown is applied on
-// every run, so it always matches this binary's lists (policy.LockdownFunctions and friends) and
+// every run, so it always matches this binary's lists (package lockdown) and
 // a database copied from a template, which does not inherit database-level privileges, gets it
 // too. Running Up again changes nothing. conn must be a superuser connection.
 func Up(ctx context.Context, conn *pgx.Conn, opts Options) (Status, error) {
@@ -211,9 +211,9 @@ func templateData(schema string) map[string]any {
 		"ownerLiteral":      quoteLiteral(OwnerRole),
 		"appLiteral":        quoteLiteral(AppRole),
 		"rls":               rlsTemplates{schema: schema},
-		"lockdownFunctions": textArray(policy.LockdownFunctions),
-		"lockdownViews":     textArray(policy.LockdownViews),
-		"lockdownLanguages": quoteIdentifiers(policy.LockdownLanguages),
+		"lockdownFunctions": textArray(lockdown.FunctionNames()),
+		"lockdownViews":     textArray(lockdown.Views),
+		"lockdownLanguages": quoteIdentifiers(lockdown.Languages),
 	}
 }
 

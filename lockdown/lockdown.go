@@ -1,0 +1,81 @@
+// Package lockdown holds what the database itself takes away from the app role, so that the SQL
+// guard is not the only wall: with it, a SET or RESET statement (which the guard sees) is the
+// only way left to change the tenant context, and no function shows a tenant anything of another
+// tenant's rows or of other sessions.
+//
+// It is the one list of revoked functions (Functions, each under a Rule that says why), views
+// and languages. The migrations revoke them and `tenantproxy check` reports any that is usable
+// again; the SQL guard is to refuse the same names, reporting the rule. review.txt records why
+// every function the app role may still execute is safe; a test against the migrated database
+// fails when the role can execute a function that neither list covers.
+//
+// This package imports nothing of this module.
+package lockdown
+
+// Rule is why a group of functions is revoked. Its value is the rule id for the guard's
+// refusal of one of them.
+type Rule string
+
+// The rules, in the order the review presents them.
+const (
+	RuleSetConfig         Rule = "set-config"
+	RuleDynamicSQL        Rule = "dynamic-sql"
+	RuleServerFile        Rule = "server-file"
+	RuleOtherSessions     Rule = "other-sessions"
+	RuleTransactionStatus Rule = "transaction-status"
+	RuleActivityCounters  Rule = "activity-counters"
+	RuleReplication       Rule = "replication"
+	RuleNotify            Rule = "notify"
+	RuleLargeObject       Rule = "large-object"
+)
+
+// Rules lists every rule once.
+var Rules = []Rule{
+	RuleSetConfig, RuleDynamicSQL, RuleServerFile, RuleOtherSessions, RuleTransactionStatus,
+	RuleActivityCounters, RuleReplication, RuleNotify, RuleLargeObject,
+}
+
+// Why completes "NAME is refused: ..." for a function under the rule.
+func (r Rule) Why() string { return ruleWhy[r] }
+
+var ruleWhy = map[Rule]string{
+	RuleSetConfig:         "it changes settings, the tenant context among them, without a SET statement",
+	RuleDynamicSQL:        "it runs SQL the proxy cannot inspect",
+	RuleServerFile:        "it reads the server's files",
+	RuleOtherSessions:     "it reads or acts on other sessions: their queries, locks, statements, cursors or row versions",
+	RuleTransactionStatus: "it reveals other sessions' transactions: which are running, committed or aborted, and when",
+	RuleActivityCounters:  "its counters show when and how much other tenants read and write",
+	RuleReplication:       "replication slots and logical decoding carry every tenant's changes",
+	RuleNotify:            "notification channels are shared by every tenant of the database",
+	RuleLargeObject:       "large objects are shared by every tenant of the database",
+}
+
+// Function is a function revoked from PUBLIC, by name: every overload in pg_catalog.
+type Function struct {
+	Name string
+	Rule Rule
+}
+
+// FunctionNames returns the names of Functions, in order.
+func FunctionNames() []string {
+	names := make([]string, len(Functions))
+	for i, f := range Functions {
+		names[i] = f.Name
+	}
+	return names
+}
+
+// Revoked reports whether name (a pg_catalog function name) is in Functions, and under which
+// rule.
+func Revoked(name string) (Rule, bool) {
+	r, ok := revokedByName[name]
+	return r, ok
+}
+
+var revokedByName = func() map[string]Rule {
+	m := make(map[string]Rule, len(Functions))
+	for _, f := range Functions {
+		m[f.Name] = f.Rule
+	}
+	return m
+}()

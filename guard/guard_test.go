@@ -8,6 +8,7 @@ import (
 
 	"github.com/tenantproxy/tenantproxy/guard"
 	"github.com/tenantproxy/tenantproxy/internal/guc"
+	"github.com/tenantproxy/tenantproxy/lockdown"
 )
 
 func newGuard(mode guard.PoolMode) *guard.Guard {
@@ -481,6 +482,29 @@ func TestPrefilterFlagsEveryRefusal(t *testing.T) {
 		for _, c := range allowedStatements {
 			if (c.resets || c.drops) && !g.Prefilter([]byte(c.sql)) {
 				t.Errorf("%s mode: pre-filter hides the effects of %q", m.name, c.sql)
+			}
+		}
+	}
+}
+
+// Every function the lockdown revokes is refused by the guard too, and flagged by the
+// pre-filter, however it is called.
+func TestGuardRefusesEveryLockdownFunction(t *testing.T) {
+	g := newGuard(guard.TransactionMode)
+	for _, f := range lockdown.Functions {
+		for _, sql := range []string{
+			"SELECT " + f.Name + "()",
+			"SELECT pg_catalog." + strings.ToUpper(f.Name) + "(1, 2)",
+			`SELECT "` + f.Name + `"(x) FROM t`,
+		} {
+			if !g.Prefilter([]byte(sql)) {
+				t.Errorf("the pre-filter lets %q through", sql)
+			}
+			if f.Name == "set_config" {
+				continue // refused by argument: see the set_config cases
+			}
+			if v := g.Check([]byte(sql)); !v.Refused || v.Rule != string(f.Rule) || v.Code != "42501" {
+				t.Errorf("%q: %+v, want refused under %s", sql, v, f.Rule)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/tenantproxy/tenantproxy/internal/guc"
+	"github.com/tenantproxy/tenantproxy/lockdown"
 )
 
 // The pre-filter keeps most statements away from the parser. It looks for triggers in the raw
@@ -24,9 +25,8 @@ import (
 //   - SET or RESET of a setting (reserved, identity, session-level, lexer settings, search_path
 //     with pg_temp), RESET ALL: SET or RESET. A SET clause inside another statement only exists
 //     in ALTER ROLE/DATABASE/SYSTEM/FUNCTION/PROCEDURE/ROUTINE and CREATE FUNCTION/PROCEDURE.
-//   - set_config, the *_to_xml family, ts_stat, ts_rewrite, dblink*, lo_*, loread, lowrite,
-//     pg_notify, pg_read_*, pg_stat_file, pg_ls_*, pg_*_backend, the advisory locks, setseed, currval,
-//     lastval: their names.
+//   - every function of the database lockdown (lockdown.Functions), dblink*, lo_*, pg_ls_*,
+//     the advisory locks, setseed, currval, lastval: their names.
 //   - writes to pg_settings, and views over it: pg_settings.
 //   - persistent settings, role DDL, code definitions: ALTER, CREATE, DROP, GRANT, REVOKE or
 //     REASSIGN (GRANT r TO u, REVOKE r FROM u, DROP USER u and DROP OWNED BY u carry no other).
@@ -126,6 +126,10 @@ func newPrefilter(reservedPrefixes []string) *prefilter {
 	}
 	for _, s := range prefilterSubstrings {
 		add(s, matchAnywhere)
+	}
+	// Every function the database lockdown revokes, which the rules refuse by name.
+	for _, name := range lockdown.FunctionNames() {
+		add(name, matchAnywhere)
 	}
 	// A reserved name may be written in any case and quoted piece by piece ("App"."X"), so
 	// the namespace alone, without its dot, is the trigger.

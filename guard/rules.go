@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/tenantproxy/tenantproxy/internal/guc"
+	"github.com/tenantproxy/tenantproxy/lockdown"
 )
 
 // inspection applies the rules to the statements of one text.
@@ -357,18 +358,9 @@ func (g *Guard) isReserved(name string) bool {
 	return false
 }
 
-// Functions refused by name (the last part of the name, lower-cased).
+// Functions refused by name (the last part of the name, lower-cased) besides the lockdown's,
+// which would outlive the transaction on a pooled backend.
 var (
-	dynamicSQLFunctions = nameSet(
-		"query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
-		"cursor_to_xml", "cursor_to_xmlschema",
-		"table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema",
-		"schema_to_xml", "schema_to_xmlschema", "schema_to_xml_and_xmlschema",
-		"database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
-		"ts_stat", "ts_rewrite",
-	)
-	serverFileFunctions    = nameSet("pg_read_file", "pg_read_binary_file", "pg_stat_file")
-	otherSessionFunctions  = nameSet("pg_cancel_backend", "pg_terminate_backend")
 	sessionAdvisoryLocks   = nameSet("pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all")
 	sessionSequenceReaders = nameSet("currval", "lastval")
 )
@@ -379,19 +371,17 @@ func (in *inspection) funcCall(fc *pg_query.FuncCall) {
 		return
 	}
 	name := guc.Fold(parts[len(parts)-1].GetString_().GetSval())
-	switch {
-	case name == "set_config":
+	if name == "set_config" {
 		in.setConfig(fc)
-	case dynamicSQLFunctions[name] || strings.HasPrefix(name, "dblink"):
-		in.deny("dynamic-sql", "tenantproxy: "+name+" is refused: it runs SQL the proxy cannot inspect", "")
-	case strings.HasPrefix(name, "lo_") || name == "loread" || name == "lowrite":
-		in.deny("large-object", "tenantproxy: "+name+" is refused: large objects are shared by every tenant of the database", "")
-	case name == "pg_notify":
-		in.deny("notify", "tenantproxy: pg_notify is refused: notification channels are shared by every tenant of the database", "")
-	case serverFileFunctions[name] || strings.HasPrefix(name, "pg_ls_"):
-		in.deny("server-file", "tenantproxy: "+name+" is refused: it reads the server's files", "")
-	case otherSessionFunctions[name]:
-		in.deny("other-sessions", "tenantproxy: "+name+" is refused: it acts on other clients' sessions", "")
+		return
+	}
+	if rule, ok := refusedFunction(name); ok {
+		// What the database lockdown revokes, refused before the database does, with the
+		// lockdown's reason: a clear message, and a second wall.
+		in.deny(string(rule), "tenantproxy: "+name+" is refused: "+rule.Why(), "")
+		return
+	}
+	switch {
 	case sessionAdvisoryLocks[name]:
 		in.notPooled("session-state", "the session-level advisory lock function "+name,
 			"Use pg_advisory_xact_lock or pg_try_advisory_xact_lock, which the transaction's end releases.")
@@ -403,6 +393,23 @@ func (in *inspection) funcCall(fc *pg_query.FuncCall) {
 		in.notPooled("session-state", "setseed, which seeds the session's random(),",
 			"Use session pooling for reproducible random sequences.")
 	}
+}
+
+// refusedFunction finds a function the lockdown revokes, or one of a family it revokes by name
+// that an extension or a later release may add to (dblink*, lo_*, pg_ls_*).
+func refusedFunction(name string) (lockdown.Rule, bool) {
+	if rule, ok := lockdown.Revoked(name); ok {
+		return rule, true
+	}
+	switch {
+	case strings.HasPrefix(name, "dblink"):
+		return lockdown.RuleDynamicSQL, true
+	case strings.HasPrefix(name, "lo_"):
+		return lockdown.RuleLargeObject, true
+	case strings.HasPrefix(name, "pg_ls_"):
+		return lockdown.RuleServerFile, true
+	}
+	return "", false
 }
 
 // setConfig applies the rules on set_config(name, value, is_local). The name must be a string

@@ -323,8 +323,8 @@ func TestClientVanishesMidTransaction(t *testing.T) {
 
 			// Vanishing in the middle of a query: that backend is closed, not reused.
 			r = p.loggedIn(t)
-			r.send(&pgproto3.Query{String: "SELECT pg_sleep(0.5)"})
-			time.Sleep(100 * time.Millisecond)
+			r.send(&pgproto3.Query{String: "SELECT pg_sleep(0.5), 'marker-vanish'"})
+			waitRunning(t, admin, "marker-vanish")
 			r.conn.Close()
 			conn = p.connect(t, "alice")
 			if got := queryInt(t, conn, "SELECT 7"); got != 7 {

@@ -374,10 +374,10 @@ func TestCancel(t *testing.T) {
 		pc := p.connect(t, "alice").PgConn()
 		result := make(chan error, 1)
 		go func() {
-			_, err := pc.Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
+			_, err := pc.Exec(ctx, "SELECT pg_sleep(30), 'marker-cancel'").ReadAll()
 			result <- err
 		}()
-		time.Sleep(300 * time.Millisecond)
+		waitRunning(t, pgtest.Connect(t, p.db.AdminURL), "marker-cancel")
 		if err := pc.CancelRequest(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -395,23 +395,29 @@ func TestCancel(t *testing.T) {
 
 func TestCancelWithAWrongKeyDoesNothing(t *testing.T) {
 	both(t, func(t *testing.T, p *testProxy) {
+		admin := pgtest.Connect(t, p.db.AdminURL)
 		victim := p.connect(t, "bob")
 		done := make(chan error, 1)
 		go func() {
-			_, err := victim.Exec(ctx, "SELECT pg_sleep(1)")
+			_, err := victim.Exec(ctx, "SELECT pg_sleep(30), 'marker-wrong-key'")
 			done <- err
 		}()
-		time.Sleep(200 * time.Millisecond)
-		// A cancel with a made-up key (and with the attacker's own key) must not reach bob.
+		waitRunning(t, admin, "marker-wrong-key")
+		// A cancel with a made-up key, and one with the attacker's own key, must not reach bob:
+		// once both are handled (the proxy closes their connections), bob's query still runs.
 		attacker := p.connect(t, "alice")
 		if err := attacker.PgConn().CancelRequest(ctx); err != nil {
 			t.Fatal(err)
 		}
-		pid := victim.PgConn().PID()
-		sendCancel(t, p.addr, pid, []byte{1, 2, 3, 4})
-		if err := <-done; err != nil {
-			t.Errorf("bob's query was cancelled: %v", err)
+		sendCancel(t, p.addr, victim.PgConn().PID(), []byte{1, 2, 3, 4})
+		if n := running(t, admin, "marker-wrong-key"); n != 1 {
+			t.Fatalf("after the wrong-key cancels, %d of bob's queries run, want 1", n)
 		}
+		// Bob's own key does cancel it.
+		if err := victim.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, <-done, "57014")
 	})
 }
 

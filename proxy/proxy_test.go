@@ -260,3 +260,16 @@ func metricValue(p *testProxy, name string, labels map[string]string) float64 {
 	}
 	return 0
 }
+
+// running counts the statements containing marker that the server runs right now.
+func running(t testing.TB, admin *pgx.Conn, marker string) int {
+	t.Helper()
+	return queryInt(t, admin, `SELECT count(*) FROM pg_stat_activity
+		WHERE state = 'active' AND pid <> pg_backend_pid() AND position($1 in query) > 0`, marker)
+}
+
+// waitRunning waits until the server runs a statement containing marker.
+func waitRunning(t testing.TB, admin *pgx.Conn, marker string) {
+	t.Helper()
+	pgtest.WaitFor(t, "the statement with "+marker+" to run", func() bool { return running(t, admin, marker) > 0 })
+}

@@ -109,6 +109,9 @@ type User struct {
 	Tenants []string `toml:"tenants"`
 	// DefaultTenant is used when a user with Tenants picks none.
 	DefaultTenant string `toml:"default_tenant"`
+	// AllowExplain lets the user run EXPLAIN, whose estimates and counts come from every
+	// tenant's rows: for trusted operators only.
+	AllowExplain bool `toml:"allow_explain"`
 }
 
 // Log is where and how tenantproxy logs.

@@ -69,6 +69,10 @@ type Verdict struct {
 	// ChangesSettings is set for SET, SET LOCAL, RESET and DISCARD ALL: until they have run and
 	// the transaction is over, statements may be parsed under settings the proxy cannot name.
 	ChangesSettings bool
+	// Explains is set for EXPLAIN: its row estimates come from statistics sampled over every
+	// tenant's rows, and EXPLAIN ANALYZE counts rows the policies filtered out, so the proxy
+	// refuses it but to users trusted with it.
+	Explains bool
 }
 
 // Stats counts how Check reached its verdicts.

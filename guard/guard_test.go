@@ -327,6 +327,30 @@ func TestGuardAllowed(t *testing.T) {
 	}
 }
 
+// EXPLAIN is flagged wherever it appears, so that the proxy refuses it but to trusted users;
+// a word "explain" that is no EXPLAIN is not.
+func TestGuardFlagsExplain(t *testing.T) {
+	g := newGuard(guard.TransactionMode)
+	for sql, explains := range map[string]bool{
+		`EXPLAIN SELECT * FROM t WHERE name >= 'a'`:                  true,
+		`explain (costs off) select 1`:                               true,
+		`EXPLAIN ANALYZE SELECT 1`:                                   true,
+		`EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET x = 1`:              true,
+		`SELECT 1; EXPLAIN SELECT 2`:                                 true,
+		`/* c */ EXPLAIN VERBOSE SELECT 1`:                           true,
+		`SELECT 'explain' AS explain`:                                false,
+		`SELECT explain_output FROM plans`:                           false,
+		`WITH x AS (SELECT 1) SELECT * FROM x`:                       false,
+		`SELECT set_config('app.current_tenant_id', 'x', true)`:      false,
+		`EXPLAIN SELECT set_config('app.current_tenant_id', 'x', 1)`: false, // refused outright
+	} {
+		v := g.Check([]byte(sql))
+		if v.Explains != explains {
+			t.Errorf("%q: Explains=%v, want %v (%+v)", sql, v.Explains, explains, v)
+		}
+	}
+}
+
 // Statements that change settings are flagged, so that the proxy shares no prepared statement
 // parsed while the change is in flight; others are not.
 func TestGuardFlagsSettingsChanges(t *testing.T) {

@@ -21,6 +21,7 @@ type inspection struct {
 	resets      bool
 	drops       bool
 	changes     bool
+	explains    bool
 	views       int // depth inside CREATE VIEW
 }
 
@@ -31,7 +32,7 @@ func (in *inspection) verdict() Verdict {
 	case in.unsupported != nil:
 		return *in.unsupported
 	}
-	return Verdict{ResetsContext: in.resets, DropsStatements: in.drops, ChangesSettings: in.changes || in.resets}
+	return Verdict{ResetsContext: in.resets, DropsStatements: in.drops, ChangesSettings: in.changes || in.resets, Explains: in.explains}
 }
 
 // deny refuses with 42501, in every mode.
@@ -257,6 +258,9 @@ func (in *inspection) node(msg any) {
 		in.codeDefinition("CREATE TRANSFORM")
 	case *pg_query.CreateConversionStmt:
 		in.codeDefinition("CREATE CONVERSION")
+
+	case *pg_query.ExplainStmt:
+		in.explains = true
 
 	case *pg_query.LoadStmt:
 		in.deny("load", "tenantproxy: LOAD is refused: it loads code into the server", "")

@@ -190,7 +190,8 @@ var statementAttacks = []stmtCase{
 	pooled("set_config search_path", `SELECT set_config('search_path', 'pg_temp', false)`, outcome{"42501", "permission denied for function set_config"}),
 	pooled("PREPARE", `PREPARE atk AS SELECT 1`, succeeds),
 	pooled("EXECUTE an internal name", `EXECUTE tenantproxy_1`, outcome{"26000", "does not exist"}),
-	pooled("EXPLAIN EXECUTE an internal name", `EXPLAIN EXECUTE tenantproxy_2`, outcome{"26000", "does not exist"}),
+	{name: "EXPLAIN EXECUTE an internal name", sql: `EXPLAIN EXECUTE tenantproxy_2`,
+		txn: &outcome{"0A000", msgPooled}, sess: &outcome{"42501", msgExplain}},
 	pooled("DEALLOCATE an internal name", `DEALLOCATE tenantproxy_1`, outcome{"26000", "does not exist"}),
 	pooled("session advisory lock", `SELECT pg_advisory_lock(42)`, succeeds),
 	pooled("lastval", `SELECT lastval()`, outcome{"55000", "lastval is not yet defined"}),
@@ -207,6 +208,13 @@ var statementAttacks = []stmtCase{
 	guarded("lo_get", `SELECT lo_get(1)`, msgLargeObj),
 	guarded("loread", `SELECT loread(lo_open(1, 262144), 10)`, msgLargeObj),
 	denied("pg_largeobject", `SELECT * FROM pg_largeobject`, "42501", "permission denied"),
+
+	// Planner estimates and execution counts over every tenant's rows.
+	guarded("EXPLAIN row estimates", `EXPLAIN SELECT * FROM llmspell.entities WHERE entity_type = 'globex-secret-type'`, msgExplain),
+	guarded("EXPLAIN range estimates", `EXPLAIN SELECT * FROM llmspell.entities WHERE name >= 'globex-s' AND name < 'globex-s~'`, msgExplain),
+	guarded("EXPLAIN ANALYZE counts", `EXPLAIN (ANALYZE, COSTS OFF) SELECT * FROM llmspell.entities`, msgExplain),
+	guarded("EXPLAIN behind another statement", `SELECT 1; EXPLAIN (FORMAT JSON) SELECT * FROM llmspell.entities`, msgExplain),
+	guarded("EXPLAIN lower case in a comment-led text", `/* plan */ explain select * from llmspell.entities`, msgExplain),
 
 	// Other sessions' work.
 	denied("pg_stat_activity", `SELECT query FROM pg_stat_activity`, "42501", "permission denied"),

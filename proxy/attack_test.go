@@ -447,6 +447,7 @@ const (
 	msgRLS           = "row-level security policy"
 	msgNoTemp        = "permission denied to create temporary tables"
 	msgOtherSessions = "it reads or acts on other sessions"
+	msgExplain       = "EXPLAIN is refused"
 )
 
 // ---- custom cases ----

@@ -30,6 +30,8 @@ type clientConn struct {
 	tls  bool
 
 	user string
+	// allowExplain: the user is trusted with EXPLAIN.
+	allowExplain bool
 	// session is the tenant context and settings the client's backend must carry.
 	session *clientSession
 	keyPID  uint32

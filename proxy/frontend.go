@@ -20,7 +20,7 @@ func (c *clientConn) handleQuery(msg []byte) error {
 		}
 		return protocolViolation("invalid Query message")
 	}
-	v := c.srv.guard.Check(text)
+	v := c.check(text)
 	if v.Refused {
 		c.logRefusal(v, text)
 		return c.refuseSimple(verdictError(v))
@@ -45,7 +45,7 @@ func (c *clientConn) handleParse(msg []byte) error {
 	if !ok {
 		return protocolViolation("invalid Parse message")
 	}
-	v := c.srv.guard.Check(query)
+	v := c.check(query)
 	if v.Refused {
 		c.logRefusal(v, query)
 		return c.failExtended(verdictError(v))

@@ -525,3 +525,26 @@ func TestSharedStatementsKeepEachClientsSettings(t *testing.T) {
 		t.Errorf("bob ran a statement read in alice's LATIN1: %d, %v", n, err)
 	}
 }
+
+// EXPLAIN's estimates and counts come from every tenant's rows: refused, with a true hint,
+// but to a user the configuration trusts with it.
+func TestExplainOnlyForTrustedUsers(t *testing.T) {
+	db := pgtest.New(t)
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			p := startProxy(t, db, mode, func(c *config.Config) {
+				c.Users["ops"] = config.User{Password: verifier(), Tenant: "acme", AllowExplain: true}
+			})
+			_, err := p.connect(t, "alice").Exec(ctx, "EXPLAIN SELECT * FROM llmspell.entities")
+			wantCode(t, err, "42501", "EXPLAIN is refused")
+			var pgErr *pgconn.PgError
+			if asPgError(err, &pgErr) && !strings.Contains(pgErr.Hint, "allow_explain") {
+				t.Errorf("hint %q does not say how an operator allows it", pgErr.Hint)
+			}
+			plan := queryString(t, p.connect(t, "ops"), "EXPLAIN (COSTS OFF) SELECT * FROM llmspell.entities")
+			if !strings.Contains(plan, "entities") {
+				t.Errorf("the trusted user's plan: %q", plan)
+			}
+		})
+	}
+}

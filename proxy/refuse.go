@@ -11,6 +11,22 @@ import (
 // Where the server's state matters, the proxy makes the server fail a statement that cannot
 // parse, and shows the client its own error instead of the server's.
 
+// check is the guard's verdict on a statement text for this client: EXPLAIN is refused but to
+// users trusted with it.
+func (c *clientConn) check(sql []byte) guard.Verdict {
+	v := c.srv.guard.Check(sql)
+	if v.Explains && !c.allowExplain {
+		return explainRefused
+	}
+	return v
+}
+
+var explainRefused = guard.Verdict{
+	Refused: true, Code: codeInsufficientPriv, Rule: "explain",
+	Message: "tenantproxy: EXPLAIN is refused: its row estimates and counts come from every tenant's rows, not only yours",
+	Hint:    "EXPLAIN is for operators: the proxy's configuration can allow it for a trusted user (allow_explain).",
+}
+
 // verdictError is the client's error for a refused statement.
 func verdictError(v guard.Verdict) *pgError {
 	return &pgError{Severity: "ERROR", Code: v.Code, Message: v.Message, Hint: v.Hint}

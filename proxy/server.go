@@ -61,6 +61,8 @@ type Server struct {
 type userAuth struct {
 	scram *scram.StoredCredentials
 	md5   string // "md5" + hex, when the verifier is md5
+	// allowExplain: the user may run EXPLAIN (see config.User.AllowExplain).
+	allowExplain bool
 }
 
 // New builds a Server from a validated configuration.
@@ -86,7 +88,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	for name, u := range cfg.Users {
-		var a userAuth
+		a := userAuth{allowExplain: u.AllowExplain}
 		if strings.HasPrefix(u.Password, "SCRAM-SHA-256$") {
 			creds, err := scramsecret.Parse(u.Password)
 			if err != nil {

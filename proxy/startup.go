@@ -72,6 +72,7 @@ func (c *clientConn) startup() error {
 		return c.refuse(fatal(codeInvalidAuthSpec, err.Error()))
 	}
 	c.session = newClientSession(tenant, c.srv.cfg.Tenancy.Setting, req.settings)
+	c.allowExplain = c.srv.users[c.user].allowExplain
 	c.log = c.log.With().Str("tenant", tenant).Logger()
 	c.in.Limit = c.srv.cfg.MaxMessageSize
 	// Waiting for a backend session is not part of authentication: the checkout timeout

@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +47,7 @@ type Config struct {
 	Backend Backend         `toml:"backend"`
 	Pool    Pool            `toml:"pool"`
 	Tenancy Tenancy         `toml:"tenancy"`
+	Limits  Limits          `toml:"limits"`
 	Users   map[string]User `toml:"users"`
 	Log     Log             `toml:"log"`
 }
@@ -78,9 +81,23 @@ type Pool struct {
 	MaxLifetime     Duration `toml:"max_lifetime"`
 	IdleTimeout     Duration `toml:"idle_timeout"`
 	CheckoutTimeout Duration `toml:"checkout_timeout"`
-	// MaxPreparedStatements bounds the statements tenantproxy keeps prepared on one backend
-	// in transaction mode; the least recently used are closed beyond it.
-	MaxPreparedStatements int `toml:"max_prepared_statements"`
+	// MaxPreparedStatements and MaxPreparedStatementMemory bound the statements tenantproxy keeps
+	// prepared on one backend in transaction mode (count, and bytes of their text); the least
+	// recently used are closed beyond them.
+	MaxPreparedStatements      int      `toml:"max_prepared_statements"`
+	MaxPreparedStatementMemory ByteSize `toml:"max_prepared_statement_memory"`
+}
+
+// Limits bound what one client can make the proxy hold, and what all of them together can.
+type Limits struct {
+	// GuardMemory bounds the memory the SQL guard uses to parse statements at one time; a
+	// statement that could not be parsed within it is refused (54000).
+	GuardMemory ByteSize `toml:"guard_memory"`
+	// ClientStatementMemory bounds the prepared statements one client holds in transaction mode,
+	// whose text the proxy keeps to prepare them on whichever backend serves the client.
+	ClientStatementMemory ByteSize `toml:"client_prepared_statement_memory"`
+	// StatementMemory bounds the prepared statements every client together holds.
+	StatementMemory ByteSize `toml:"prepared_statement_memory"`
 }
 
 // Tenancy says what a tenant is and where its context lives.
@@ -149,6 +166,45 @@ func quoteDSN(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
+// ByteSize reads a size in bytes: 1048576, "512KiB", "16MiB", "1GiB".
+type ByteSize int64
+
+// UnmarshalTOML implements toml.Unmarshaler for integers and strings.
+func (b *ByteSize) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		*b = ByteSize(v)
+		return nil
+	case string:
+		for _, u := range byteUnits {
+			if number, ok := strings.CutSuffix(v, u.suffix); ok {
+				n, err := strconv.ParseInt(strings.TrimSpace(number), 10, 64)
+				if err != nil || n < 0 || n > math.MaxInt64/u.size {
+					break
+				}
+				*b = ByteSize(n * u.size)
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("not a size (use e.g. 1048576, \"512KiB\", \"16MiB\", \"1GiB\"): %v", v)
+}
+
+var byteUnits = []struct {
+	suffix string
+	size   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}, {"", 1}}
+
+// MarshalText implements encoding.TextMarshaler: the largest unit that divides the size.
+func (b ByteSize) MarshalText() ([]byte, error) {
+	for i := 3; i >= 0; i-- {
+		if u := byteUnits[i]; b != 0 && int64(b)%u.size == 0 {
+			return []byte(strconv.FormatInt(int64(b)/u.size, 10) + u.suffix), nil
+		}
+	}
+	return []byte(strconv.FormatInt(int64(b), 10)), nil
+}
+
 // Duration reads "5s", "10m", "1h".
 type Duration struct{ time.Duration }
 
@@ -183,7 +239,9 @@ func Defaults() Config {
 			Mode: "transaction", Size: 20, MinIdle: 0,
 			MaxLifetime: Duration{time.Hour}, IdleTimeout: Duration{10 * time.Minute},
 			CheckoutTimeout: Duration{5 * time.Second}, MaxPreparedStatements: 1000,
+			MaxPreparedStatementMemory: 64 << 20,
 		},
+		Limits:  Limits{GuardMemory: 512 << 20, ClientStatementMemory: 16 << 20, StatementMemory: 1 << 30},
 		Tenancy: Tenancy{Setting: "app.current_tenant_id", ReservedPrefixes: []string{"app."}, Schemas: []string{"llmspell"}},
 		Log:     Log{Level: "info", Format: "json"},
 	}
@@ -361,6 +419,16 @@ func (c *Config) validate(name string, data []byte) error {
 	}
 	if p.MaxPreparedStatements < 1 {
 		bad("pool.max_prepared_statements", "must be at least 1")
+	}
+	if p.MaxPreparedStatementMemory < 1<<20 {
+		bad("pool.max_prepared_statement_memory", "must be at least 1MiB")
+	}
+	l := c.Limits
+	if l.GuardMemory < 1<<20 {
+		bad("limits.guard_memory", "must be at least 1MiB")
+	}
+	if l.ClientStatementMemory < 1<<16 || l.StatementMemory < l.ClientStatementMemory {
+		bad("limits", "client_prepared_statement_memory must be at least 64KiB, and prepared_statement_memory at least that")
 	}
 
 	t := c.Tenancy

@@ -95,3 +95,26 @@ func TestMissingFile(t *testing.T) {
 		t.Errorf("want a not-exist error, got %v", err)
 	}
 }
+
+func TestByteSizes(t *testing.T) {
+	for text, want := range map[string]int64{
+		`1048576`: 1 << 20, `"512KiB"`: 512 << 10, `"16MiB"`: 16 << 20, `"1GiB"`: 1 << 30, `"65536B"`: 65536,
+	} {
+		cfg, err := Parse("t.toml", []byte(minimal+"\n[limits]\nclient_prepared_statement_memory = "+text+"\n"))
+		if err != nil {
+			t.Errorf("%s: %v", text, err)
+			continue
+		}
+		if int64(cfg.Limits.ClientStatementMemory) != want {
+			t.Errorf("%s: %d, want %d", text, cfg.Limits.GuardMemory, want)
+		}
+		if got, _ := ByteSize(want).MarshalText(); text[0] == '"' && `"`+string(got)+`"` != text && text != `"65536B"` {
+			t.Errorf("%d prints as %s", want, got)
+		}
+	}
+	for _, bad := range []string{`"16 furlongs"`, `"-1MiB"`, `"9999999999999TiB"`, `1.5`} {
+		if _, err := Parse("t.toml", []byte(minimal+"\n[limits]\nclient_prepared_statement_memory = "+bad+"\n")); err == nil || !strings.Contains(err.Error(), "client_prepared_statement_memory") {
+			t.Errorf("%s: accepted or unclear: %v", bad, err)
+		}
+	}
+}

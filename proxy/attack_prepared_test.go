@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -11,10 +12,16 @@ import (
 
 // Prepared statements: other clients' statements and the proxy's internal names.
 
-// internalName is the pool-wide name the proxy gives (in transaction mode) to a statement text
-// prepared without parameter types.
-func (a *arena) internalName(query string) string {
-	return a.p.srv.Pool().Statement([]byte(query), []byte{0, 0}, "").Name
+// internalName is the name the proxy gives (in transaction mode) to a statement text the victim
+// (tenant globex, default settings) prepared without parameter types: the worst case, an
+// attacker who knows it.
+func (a *arena) internalName(t *testing.T, query string) string {
+	stmt, err := a.p.srv.Pool().Statement([]byte(query), []byte{0, 0}, "globex\x00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.p.srv.Pool().ReleaseStatement(stmt)
+	return stmt.Name
 }
 
 // internalNamesToTry are the pool-wide names an attacker would guess (the first twenty) and
@@ -26,7 +33,7 @@ func (a *arena) internalNamesToTry(t *testing.T, victim *peer) []string {
 		names = append(names, fmt.Sprintf("tenantproxy_%d", i))
 	}
 	for _, text := range prepareSecrets(t, victim) {
-		names = append(names, a.internalName(text))
+		names = append(names, a.internalName(t, text))
 	}
 	return names
 }
@@ -62,9 +69,47 @@ func checkSecretsStillWork(t *testing.T, victim *peer) {
 	}
 }
 
+// bindError prepares text under name, binds it with no parameters (it needs one), and returns
+// the error the client gets.
+func bindError(t *testing.T, r *rawConn, name, text string) string {
+	t.Helper()
+	r.send(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S', Name: name}, &pgproto3.Sync{})
+	message := ""
+	for {
+		m, err := r.fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			message = m.Code + " " + m.Message + " " + m.Detail + " " + m.Hint
+		case *pgproto3.ReadyForQuery:
+			return message
+		}
+	}
+}
+
 func preparedCases() []customCase {
 	sync := &pgproto3.Sync{}
 	return []customCase{
+		{"a text another tenant prepared is no oracle", func(t *testing.T, a *arena) {
+			// Parse a guess, then Bind it wrongly: the error must be the same whether another
+			// tenant prepared that exact text or nobody did, and name the client's statement.
+			victim := join(t, a.p, "bob", "globex")
+			texts := prepareSecrets(t, victim)
+			r := rawAs(t, a.p, "alice")
+			known := bindError(t, r, "guess_a", texts[0])
+			fresh := bindError(t, r, "guess_b", strings.Replace(texts[0], "marker-0", "marker-unknown", 1))
+			if !strings.Contains(known, `"guess_a"`) || strings.Contains(known, "tenantproxy_") {
+				t.Errorf("the error does not name the client's own statement: %s", known)
+			}
+			if strings.ReplaceAll(known, "guess_a", "guess_b") != fresh {
+				t.Errorf("the error differs for a text globex prepared:\n  %s\n  %s", known, fresh)
+			}
+			checkSecretsStillWork(t, victim)
+			a.rawAftermath(t, r, victim)
+		}},
 		{"another client's statement by its name", func(t *testing.T, a *arena) {
 			victim := join(t, a.p, "bob", "globex")
 			prepareSecrets(t, victim)
@@ -97,13 +142,15 @@ func preparedCases() []customCase {
 			r := rawAs(t, a.p, "alice")
 			code := "E " + a.pooledCode()
 			extended := []string{code, "Z I"}
-			if a.mode == "session" { // the server finds out at Execute
+			explain := code
+			if a.mode == "session" { // the server finds out at Execute; EXPLAIN is refused
 				extended = []string{"1", "2", code, "Z I"}
+				explain = "E 42501"
 			}
 			for _, name := range names {
 				r.send(&pgproto3.Query{String: "EXECUTE " + name + "('x')"}, &pgproto3.Query{String: "EXPLAIN EXECUTE " + name + "('x')"},
 					&pgproto3.Parse{Query: "EXECUTE " + name + "('x')"}, &pgproto3.Bind{}, &pgproto3.Execute{}, sync)
-				wantEvents(t, a.events(r, 3), append([]string{code, "Z I", code, "Z I"}, extended...)...)
+				wantEvents(t, a.events(r, 3), append([]string{code, "Z I", explain, "Z I"}, extended...)...)
 			}
 			checkSecretsStillWork(t, victim)
 			a.rawAftermath(t, r, victim)
@@ -137,7 +184,7 @@ func preparedCases() []customCase {
 			victim := join(t, a.p, "bob", "globex")
 			texts := prepareSecrets(t, victim)
 			r := rawAs(t, a.p, "alice")
-			r.send(&pgproto3.Close{ObjectType: 'S', Name: "tenantproxy_1"}, &pgproto3.Close{ObjectType: 'S', Name: a.internalName(texts[0])},
+			r.send(&pgproto3.Close{ObjectType: 'S', Name: "tenantproxy_1"}, &pgproto3.Close{ObjectType: 'S', Name: a.internalName(t, texts[0])},
 				&pgproto3.Close{ObjectType: 'S', Name: "bob_secret_1"}, &pgproto3.Close{ObjectType: 'S', Name: ""},
 				&pgproto3.Close{ObjectType: 'P', Name: ""}, sync)
 			wantEvents(t, a.events(r, 1), "3", "3", "3", "3", "3", "Z I")

@@ -24,6 +24,7 @@ func (c *clientConn) acquire() (*session.Backend, *pgError) {
 	c.mu.Lock()
 	c.backend = b
 	c.mu.Unlock()
+	c.statements.checkedOut(b)
 	return b, nil
 }
 

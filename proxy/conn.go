@@ -115,6 +115,7 @@ func (c *clientConn) finish(cause error) {
 	default:
 		c.log.Debug().Err(cause).Msg("client connection ended")
 	}
+	c.statements.leave()
 	b := c.backend
 	if b == nil {
 		return

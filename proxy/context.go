@@ -122,13 +122,14 @@ func (s *clientSession) settled(idle bool) {
 	}
 }
 
-// statementScope names the settings a statement the client prepares now is parsed under: the
-// ones of its settings that matter to parsing. While a change of settings may be in flight or in
-// force only inside the transaction, the server may parse under settings the client's record does
-// not show yet: the statement is then the client's own, shared with no one.
+// statementScope says with whom a statement the client prepares now may be shared: clients of
+// its tenant (nothing a tenant can observe of a statement is shared with another) that parse it
+// under the same settings (the ones that matter to parsing). While a change of settings may be in
+// flight or in force only inside the transaction, the server may parse under settings the
+// client's record does not show yet: the statement is then the client's own.
 func (s *clientSession) statementScope(ownScopes *atomic.Uint64) string {
 	if s.changing {
 		return "local " + strconv.FormatUint(ownScopes.Add(1), 10)
 	}
-	return s.params.ParseKey()
+	return s.tenant + "\x00" + s.params.ParseKey()
 }

@@ -34,16 +34,18 @@ func protocolViolation(format string, args ...any) *pgError {
 
 // SQLSTATEs the proxy itself answers with.
 const (
-	codeProtocolViolation   = "08P01"
-	codeConnectionFailure   = "08006"
-	codeInvalidAuthSpec     = "28000"
-	codeInvalidPassword     = "28P01"
-	codeInvalidCatalog      = "3D000"
-	codeTooManyConnections  = "53300"
-	codeFeatureNotSupported = "0A000"
-	codeInsufficientPriv    = "42501"
-	codeAdminShutdown       = "57P01"
-	codeInternal            = "XX000"
+	codeProtocolViolation    = "08P01"
+	codeConnectionFailure    = "08006"
+	codeInvalidAuthSpec      = "28000"
+	codeInvalidPassword      = "28P01"
+	codeInvalidCatalog       = "3D000"
+	codeTooManyConnections   = "53300"
+	codeOutOfMemory          = "53200"
+	codeProgramLimitExceeded = "54000"
+	codeFeatureNotSupported  = "0A000"
+	codeInsufficientPriv     = "42501"
+	codeAdminShutdown        = "57P01"
+	codeInternal             = "XX000"
 )
 
 // writeError appends an ErrorResponse to w.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"strings"
 
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 	"github.com/tenantproxy/tenantproxy/proxy/queue"
@@ -46,6 +47,7 @@ func (c *clientConn) writeAnswer(r request) {
 	case queue.Close:
 		if r.Err == nil {
 			c.out.Commit(wire.AppendCloseComplete(c.out.Bytes()))
+			c.statements.closed(&r)
 		}
 	}
 }
@@ -115,6 +117,10 @@ func (c *clientConn) inspect(b *session.Backend, typ byte, msg []byte) (queue.St
 	case wire.ErrorResponse:
 		serverErr = session.DecodeError(msg)
 		m.Fatal = session.Fatal(serverErr)
+		if u := c.queue.Head().Undo; u.stmt != nil && mentions(serverErr, u.stmt.Name) {
+			// The pool's name for a statement never reaches the client: its own name does.
+			msg = wire.AppendErrorResponse(nil, renamed(serverErr, u.stmt.Name, u.name))
+		}
 	case wire.CommandComplete:
 		c.noteCommand(b, msg)
 	}
@@ -144,6 +150,25 @@ func (c *clientConn) inspect(b *session.Backend, typ byte, msg []byte) (queue.St
 }
 
 var errBackendFatal = errors.New("the backend session ended with a fatal error")
+
+// mentions reports whether any field of e names the statement.
+func mentions(e wire.Error, name string) bool {
+	for _, f := range e {
+		if strings.Contains(f.Value, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// renamed is e with the pool's name for a statement replaced by the client's.
+func renamed(e wire.Error, internal, client string) wire.Error {
+	out := make(wire.Error, len(e))
+	for i, f := range e {
+		out[i] = wire.ErrorField{Code: f.Code, Value: strings.ReplaceAll(f.Value, internal, client)}
+	}
+	return out
+}
 
 // noteCommand watches command tags that drop every prepared statement of the session.
 func (c *clientConn) noteCommand(b *session.Backend, msg []byte) {

@@ -112,17 +112,23 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	s.guard = guard.New(guard.Config{ReservedPrefixes: cfg.Tenancy.ReservedPrefixes, Mode: mode.guardMode()})
+	s.guard = guard.New(guard.Config{
+		ReservedPrefixes: cfg.Tenancy.ReservedPrefixes,
+		Mode:             mode.guardMode(),
+		Memory:           int64(cfg.Limits.GuardMemory),
+	})
 	s.metrics = newMetrics()
 	s.pool = session.NewPool(session.Config{
-		Conn:                  &conn.Config,
-		Setting:               cfg.Tenancy.Setting,
-		Size:                  cfg.Pool.Size,
-		MinIdle:               cfg.Pool.MinIdle,
-		MaxLifetime:           cfg.Pool.MaxLifetime.Duration,
-		IdleTimeout:           cfg.Pool.IdleTimeout.Duration,
-		CheckoutTimeout:       cfg.Pool.CheckoutTimeout.Duration,
-		MaxPreparedStatements: cfg.Pool.MaxPreparedStatements,
+		Conn:                       &conn.Config,
+		Setting:                    cfg.Tenancy.Setting,
+		Size:                       cfg.Pool.Size,
+		MinIdle:                    cfg.Pool.MinIdle,
+		MaxLifetime:                cfg.Pool.MaxLifetime.Duration,
+		IdleTimeout:                cfg.Pool.IdleTimeout.Duration,
+		CheckoutTimeout:            cfg.Pool.CheckoutTimeout.Duration,
+		MaxPreparedStatements:      cfg.Pool.MaxPreparedStatements,
+		MaxPreparedStatementMemory: int(cfg.Pool.MaxPreparedStatementMemory),
+		StatementMemory:            int64(cfg.Limits.StatementMemory),
 	}, log.With().Str("component", "pool").Logger())
 	s.metrics.watch(s)
 	return s, nil

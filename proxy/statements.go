@@ -22,15 +22,24 @@ type statements interface {
 	dropAll(b *session.Backend)
 	// querySent follows a simple Query, which drops the unnamed statement.
 	querySent()
+	// checkedOut readies a backend just given to the client, before its first message.
+	checkedOut(b *session.Backend)
+	// closed follows a Close the proxy answered, once it takes effect.
+	closed(r *queue.Request[undo])
 	// undo reverses what a Parse or Close was assumed to do, when the server never did it.
 	undo(r *queue.Request[undo])
+	// leave lets go of everything the client held.
+	leave()
 }
 
-// undo is what a request must reverse if the server never carries it out: the statement a
-// Parse prepared (or a Close forgot) under the client's name.
+// undo is what a request concerns, for what follows it: the pool's statement and the client's
+// name for it, so that the client's name replaces the pool's in errors, and a Parse that never
+// took effect (forget) or a Close that did not (restore) is reversed.
 type undo struct {
 	stmt *session.Statement
 	name string
+	// forget: a Parse under the client's name; if it fails, the client's name is gone too.
+	forget bool
 }
 
 type request = queue.Request[undo]
@@ -59,17 +68,22 @@ func (passThrough) closeStatement(c *clientConn, msg, _ []byte) error {
 	return c.forward(b, msg, queue.Close)
 }
 
-func (passThrough) dropAll(b *session.Backend) { b.Prepared.Clear() }
-func (passThrough) querySent()                 {}
-func (passThrough) undo(*request)              {}
+func (passThrough) dropAll(b *session.Backend)  { b.Prepared.Clear() }
+func (passThrough) querySent()                  {}
+func (passThrough) checkedOut(*session.Backend) {}
+func (passThrough) closed(*request)             {}
+func (passThrough) undo(*request)               {}
+func (passThrough) leave()                      {}
 
 // shared is transaction mode: the client's statements live on the pool's backends under
-// pool-wide names, prepared on whichever backend serves the client, shared by every client that
-// prepares the same statement under the same settings.
+// pool-wide names, prepared on whichever backend serves the client, shared by the clients of
+// its tenant that prepare the same statement under the same settings.
 type shared struct {
 	c *clientConn
-	// byName are the client's named statements, by its names.
+	// byName are the client's named statements, by its names; each holds a reference.
 	byName map[string]*session.Statement
+	// bytes is what the client's statements take, bounded by its limit.
+	bytes int64
 	// unnamed is the client's unnamed statement: its Parse body, and the backend checkout on
 	// which it was last prepared.
 	unnamed         []byte
@@ -89,37 +103,90 @@ func (s *shared) parse(c *clientConn, b *session.Backend, msg, name, query, type
 	if _, exists := s.byName[string(name)]; exists {
 		return c.failExtended(errorf("42P05", fmt.Sprintf("prepared statement %q already exists", name)))
 	}
-	stmt := c.srv.pool.Statement(query, types, c.session.statementScope(&c.srv.ownScopes))
+	if limit := int64(c.srv.cfg.Limits.ClientStatementMemory); s.bytes+int64(len(msg)) > limit {
+		return c.failExtended(&pgError{Severity: "ERROR", Code: codeProgramLimitExceeded,
+			Message: fmt.Sprintf("tenantproxy: this connection's prepared statements would take more than %d bytes (limits.client_prepared_statement_memory)", limit),
+			Hint:    "Close the prepared statements you no longer use, or use the unnamed statement for one-off queries."})
+	}
+	stmt, err := c.srv.pool.Statement(query, types, c.session.statementScope(&c.srv.ownScopes))
+	if err != nil {
+		return c.failExtended(&pgError{Severity: "ERROR", Code: codeOutOfMemory,
+			Message: "tenantproxy: out of memory for prepared statements (limits.prepared_statement_memory)",
+			Hint:    "Retry later; the proxy's clients hold as many prepared statements as it keeps."})
+	}
 	clientName := string(name)
-	s.byName[clientName] = stmt
+	s.hold(clientName, stmt)
 	if b.Prepared.Has(stmt) {
-		c.queue.Push(request{Kind: queue.Parse, Answered: true, Undo: undo{stmt, clientName}})
+		c.queue.Push(request{Kind: queue.Parse, Answered: true, Undo: undo{stmt, clientName, true}})
 		return nil
 	}
 	s.prepareOn(b, stmt, clientName, false)
 	return nil
 }
 
-// prepareOn sends stmt's Parse to b, closing the least recently used statement first when b
-// holds too many. own: the proxy prepares it for the client's Bind or Describe, which the
-// client believes prepared already, so only an error is shown.
+// hold records the client's name for stmt, whose reference it now holds.
+func (s *shared) hold(name string, stmt *session.Statement) {
+	s.byName[name] = stmt
+	s.bytes += int64(stmt.Size())
+}
+
+// take forgets the client's name and hands its statement's reference to the caller (nil when
+// there is none).
+func (s *shared) take(name string) *session.Statement {
+	stmt, ok := s.byName[name]
+	if !ok {
+		return nil
+	}
+	delete(s.byName, name)
+	s.bytes -= int64(stmt.Size())
+	return stmt
+}
+
+// drop forgets the client's name and lets go of its statement.
+func (s *shared) drop(name string) {
+	if stmt := s.take(name); stmt != nil {
+		s.c.srv.pool.ReleaseStatement(stmt)
+	}
+}
+
+// prepareOn sends stmt's Parse to b, closing the least recently used statements first when b
+// would hold too many. own: the proxy prepares it for the client's Bind or Describe, which the
+// client believes prepared already, so only an error is shown, and a failure forgets nothing.
 func (s *shared) prepareOn(b *session.Backend, stmt *session.Statement, name string, own bool) {
-	if evict := b.Prepared.Add(stmt); evict != nil {
-		b.Out.Commit(wire.AppendClose(b.Out.Bytes(), wire.TargetStatement, evict.Name))
+	s.closeOn(b, b.Prepared.Add(stmt))
+	b.Out.Write(stmt.Parse)
+	s.c.queue.Push(request{Kind: queue.Parse, Own: own, ShowError: own, Undo: undo{stmt, name, !own}})
+}
+
+// closeOn closes statements on b, out of the client's sight (closing a statement the server does
+// not have is no error).
+func (s *shared) closeOn(b *session.Backend, stmts []*session.Statement) {
+	for _, old := range stmts {
+		b.Out.Commit(wire.AppendClose(b.Out.Bytes(), wire.TargetStatement, old.Name))
 		s.c.queue.Push(request{Kind: queue.Close, Own: true})
 	}
-	b.Out.Write(stmt.Parse)
-	s.c.queue.Push(request{Kind: queue.Parse, Own: own, ShowError: own, Undo: undo{stmt, name}})
+}
+
+// checkedOut closes the statements no client holds any more on the backend, before the
+// client's first message; a Sync of the proxy's own ends that group.
+func (s *shared) checkedOut(b *session.Backend) {
+	released := b.Prepared.Released(s.c.srv.pool)
+	if len(released) == 0 {
+		return
+	}
+	s.closeOn(b, released)
+	b.Out.Commit(append(b.Out.Bytes(), wire.Sync, 0, 0, 0, 4))
+	s.c.queue.Push(request{Kind: queue.Sync, Own: true})
 }
 
 // resolve finds the client's statement for a Bind or Describe, preparing it on b if b has not
 // seen it. It returns the name to send, or an error for the client.
-func (s *shared) resolve(b *session.Backend, name []byte) (string, *pgError) {
+func (s *shared) resolve(b *session.Backend, name []byte) (*session.Statement, *pgError) {
 	c := s.c
 	if len(name) == 0 {
 		if s.unnamed == nil {
 			// Whatever unnamed statement the backend holds is another client's.
-			return "", errorf("26000", "unnamed prepared statement does not exist")
+			return nil, errorf("26000", "unnamed prepared statement does not exist")
 		}
 		if s.unnamedCheckout != c.checkouts {
 			// The unnamed statement was prepared on another backend.
@@ -129,78 +196,104 @@ func (s *shared) resolve(b *session.Backend, name []byte) (string, *pgError) {
 			c.queue.Push(request{Kind: queue.Parse, Own: true, ShowError: true})
 			s.unnamedCheckout = c.checkouts
 		}
-		return "", nil
+		return nil, nil
 	}
 	stmt, ok := s.byName[string(name)]
 	if !ok {
-		return "", errorf("26000", fmt.Sprintf("prepared statement %q does not exist", name))
+		return nil, errorf("26000", fmt.Sprintf("prepared statement %q does not exist", name))
+	}
+	if b.Prepared.Has(stmt) {
+		return stmt, nil
+	}
+	if scope := c.session.statementScope(&c.srv.ownScopes); scope != stmt.Scope {
+		// Prepared anew here, it is parsed under the settings in force now.
+		again, err := c.srv.pool.Statement(stmt.Query(), stmt.Types(), scope)
+		if err != nil {
+			return nil, &pgError{Severity: "ERROR", Code: codeOutOfMemory, Message: "tenantproxy: out of memory for prepared statements (limits.prepared_statement_memory)"}
+		}
+		s.drop(string(name))
+		s.hold(string(name), again)
+		stmt = again
 	}
 	if !b.Prepared.Has(stmt) {
-		if scope := c.session.statementScope(&c.srv.ownScopes); scope != stmt.Scope {
-			// Prepared anew here, it is parsed under the settings in force now.
-			stmt = c.srv.pool.Statement([]byte(stmt.Query), stmt.Types(), scope)
-			s.byName[string(name)] = stmt
-		}
-		if !b.Prepared.Has(stmt) {
-			s.prepareOn(b, stmt, "", true)
-		}
+		s.prepareOn(b, stmt, string(name), true)
 	}
-	return stmt.Name, nil
+	return stmt, nil
 }
 
 func (s *shared) bind(c *clientConn, b *session.Backend, msg, portal, name, rest []byte) error {
-	send, perr := s.resolve(b, name)
+	stmt, perr := s.resolve(b, name)
 	if perr != nil {
 		return c.failExtended(perr)
 	}
-	if send == string(name) {
+	if stmt == nil {
 		return c.forward(b, msg, queue.Bind)
 	}
-	b.Out.Commit(wire.AppendBind(b.Out.Bytes(), portal, send, rest))
-	c.queue.Push(request{Kind: queue.Bind})
+	b.Out.Commit(wire.AppendBind(b.Out.Bytes(), portal, stmt.Name, rest))
+	c.queue.Push(request{Kind: queue.Bind, Undo: undo{stmt: stmt, name: string(name)}})
 	return nil
 }
 
-func (s *shared) describeStatement(c *clientConn, b *session.Backend, _, name []byte) error {
-	send, perr := s.resolve(b, name)
+func (s *shared) describeStatement(c *clientConn, b *session.Backend, msg, name []byte) error {
+	stmt, perr := s.resolve(b, name)
 	if perr != nil {
 		return c.failExtended(perr)
 	}
-	b.Out.Commit(wire.AppendDescribe(b.Out.Bytes(), wire.TargetStatement, send))
-	c.queue.Push(request{Kind: queue.DescribeStatement})
+	if stmt == nil {
+		return c.forward(b, msg, queue.DescribeStatement)
+	}
+	b.Out.Commit(wire.AppendDescribe(b.Out.Bytes(), wire.TargetStatement, stmt.Name))
+	c.queue.Push(request{Kind: queue.DescribeStatement, Undo: undo{stmt: stmt, name: string(name)}})
 	return nil
 }
 
-// closeStatement forgets the client's name. The statement stays prepared on the backends for
-// whoever else uses it, and the client gets the CloseComplete it expects.
+// closeStatement forgets the client's name at once (the client may prepare the name again in
+// the same pipeline), and lets go of the statement once the answer is given (closed), unless the
+// server would have skipped the Close (undo). The statement stays prepared on the backends while
+// another client of its tenant holds it; the client gets the CloseComplete it expects.
 func (s *shared) closeStatement(c *clientConn, _, name []byte) error {
 	clientName := string(name)
-	stmt := s.byName[clientName]
-	delete(s.byName, clientName)
-	c.queue.Push(request{Kind: queue.Close, Answered: true, Undo: undo{stmt, clientName}})
+	c.queue.Push(request{Kind: queue.Close, Answered: true, Undo: undo{stmt: s.take(clientName), name: clientName}})
 	return nil
+}
+
+func (s *shared) closed(r *request) {
+	if r.Undo.stmt != nil {
+		s.c.srv.pool.ReleaseStatement(r.Undo.stmt)
+	}
 }
 
 func (s *shared) dropAll(b *session.Backend) {
 	b.Prepared.Clear()
-	clear(s.byName)
+	s.leave()
 	s.unnamed = nil
 }
 
 func (s *shared) querySent() { s.unnamed = nil }
 
 func (s *shared) undo(r *request) {
+	stmt := r.Undo.stmt
+	if stmt == nil {
+		return
+	}
 	switch r.Kind {
 	case queue.Parse:
-		if r.Undo.stmt != nil && !r.Answered && s.c.backend != nil {
-			s.c.backend.Prepared.Remove(r.Undo.stmt)
+		if !r.Answered && s.c.backend != nil {
+			s.c.backend.Prepared.Remove(stmt)
 		}
-		if r.Undo.name != "" && s.byName[r.Undo.name] == r.Undo.stmt {
-			delete(s.byName, r.Undo.name)
+		if r.Undo.forget && s.byName[r.Undo.name] == stmt {
+			s.drop(r.Undo.name)
 		}
 	case queue.Close:
-		if r.Undo.name != "" && r.Undo.stmt != nil {
-			s.byName[r.Undo.name] = r.Undo.stmt
-		}
+		// A Close the server would have skipped never took effect: the name is the client's
+		// again (a Parse of the name behind it in the same group is undone too).
+		s.drop(r.Undo.name)
+		s.hold(r.Undo.name, stmt)
+	}
+}
+
+func (s *shared) leave() {
+	for name := range s.byName {
+		s.drop(name)
 	}
 }

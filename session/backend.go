@@ -56,7 +56,7 @@ type Backend struct {
 }
 
 // connect opens a server session with pgconn (which brings TLS and SCRAM) and takes it over.
-func connect(ctx context.Context, cfg *pgconn.Config, maxPrepared int) (*Backend, error) {
+func connect(ctx context.Context, cfg *pgconn.Config, maxPrepared, maxPreparedBytes int) (*Backend, error) {
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -79,7 +79,7 @@ func connect(ctx context.Context, cfg *pgconn.Config, maxPrepared int) (*Backend
 		params:   hc.ParameterStatuses,
 		defaults: maps.Clone(hc.ParameterStatuses),
 		txStatus: hc.TxStatus,
-		Prepared: newPreparedSet(maxPrepared),
+		Prepared: newPreparedSet(maxPrepared, maxPreparedBytes),
 		created:  time.Now(),
 		lastUsed: time.Now(),
 	}, nil

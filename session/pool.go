@@ -22,12 +22,17 @@ type Config struct {
 	// Conn is how to reach and log in to the server.
 	Conn *pgconn.Config
 	// Setting is the session setting that carries the tenant (app.current_tenant_id).
-	Setting               string
-	Size, MinIdle         int
-	MaxLifetime           time.Duration
-	IdleTimeout           time.Duration
-	CheckoutTimeout       time.Duration
-	MaxPreparedStatements int
+	Setting         string
+	Size, MinIdle   int
+	MaxLifetime     time.Duration
+	IdleTimeout     time.Duration
+	CheckoutTimeout time.Duration
+	// MaxPreparedStatements and MaxPreparedStatementMemory bound the statements one backend
+	// keeps prepared (count, and bytes of their Parse messages).
+	MaxPreparedStatements      int
+	MaxPreparedStatementMemory int
+	// StatementMemory bounds the statements clients hold in the registry, in bytes.
+	StatementMemory int64
 	// CheckAfter is how long a session may sit idle before it is checked for a hang-up on
 	// its way out of the pool.
 	CheckAfter time.Duration
@@ -83,7 +88,8 @@ func NewPool(cfg Config, log zerolog.Logger) *Pool {
 		cfg.CheckAfter = 5 * time.Second
 	}
 	p := &Pool{cfg: cfg, log: log, done: make(chan struct{})}
-	p.statements.m = map[string]*Statement{}
+	p.statements.byKey = map[string]*Statement{}
+	p.statements.limit = cfg.StatementMemory
 	go p.upkeep()
 	return p
 }
@@ -257,7 +263,7 @@ func (p *Pool) wakeOne(b *Backend) bool {
 
 func (p *Pool) dial(ctx context.Context) (*Backend, error) {
 	p.stats.dials.Add(1)
-	b, err := connect(ctx, p.cfg.Conn, p.cfg.MaxPreparedStatements)
+	b, err := connect(ctx, p.cfg.Conn, p.cfg.MaxPreparedStatements, p.cfg.MaxPreparedStatementMemory)
 	if err != nil {
 		p.stats.dialErrors.Add(1)
 		return nil, err

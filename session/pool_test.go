@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -310,36 +312,96 @@ func TestCancelReachesTheSession(t *testing.T) {
 }
 
 func TestPreparedSetEvictsLeastRecentlyUsed(t *testing.T) {
-	p := newPool(t, pgtest.New(t), func(c *session.Config) { c.MaxPreparedStatements = 2 })
+	p := newPool(t, pgtest.New(t), func(c *session.Config) {
+		c.MaxPreparedStatements = 2
+		c.MaxPreparedStatementMemory = 1 << 20
+		c.StatementMemory = 1 << 30
+	})
 	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Release(b)
-	s1 := p.Statement([]byte("SELECT 1"), []byte{0, 0}, "")
-	s2 := p.Statement([]byte("SELECT 2"), []byte{0, 0}, "")
-	s3 := p.Statement([]byte("SELECT 3"), []byte{0, 0}, "")
-	if p.Statement([]byte("SELECT 1"), []byte{0, 0}, "") != s1 || s1.Name == s2.Name {
+	statement := func(text, scope string) *session.Statement {
+		t.Helper()
+		s, err := p.Statement([]byte(text), []byte{0, 0}, scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s1, s2, s3 := statement("SELECT 1", "acme"), statement("SELECT 2", "acme"), statement("SELECT 3", "acme")
+	if statement("SELECT 1", "acme") != s1 || s1.Name == s2.Name {
 		t.Fatal("statements are not named by their text")
 	}
-	if other := p.Statement([]byte("SELECT 1"), []byte{0, 0}, "DateStyle=ISO, DMY\x00"); other == s1 {
-		t.Fatal("a statement parsed under other settings is shared")
+	if statement("SELECT 1", "acme\x00DateStyle=ISO, DMY\x00") == s1 || statement("SELECT 1", "globex") == s1 {
+		t.Fatal("a statement of another scope (settings, tenant) is shared")
 	}
-	if got := s1.Types(); !bytes.Equal(got, []byte{0, 0}) {
-		t.Fatalf("Types() = %v", got)
+	if got := s1.Types(); !bytes.Equal(got, []byte{0, 0}) || string(s1.Query()) != "SELECT 1" {
+		t.Fatalf("Types() = %v, Query() = %q", got, s1.Query())
 	}
 	if b.Prepared.Add(s1) != nil || b.Prepared.Add(s2) != nil {
 		t.Fatal("evicted below the limit")
 	}
 	b.Prepared.Has(s1) // s2 is now the least recently used
-	if evicted := b.Prepared.Add(s3); evicted != s2 {
+	if evicted := b.Prepared.Add(s3); len(evicted) != 1 || evicted[0] != s2 {
 		t.Errorf("evicted %v, want %s", evicted, s2.Name)
 	}
 	if !b.Prepared.Has(s1) || !b.Prepared.Has(s3) || b.Prepared.Has(s2) || b.Prepared.Len() != 2 {
 		t.Error("wrong set after eviction")
 	}
+	// s1 is held twice (two statement() calls): released once, it stays; twice, it is gone,
+	// and the backend's set gives it up to be closed.
+	p.ReleaseStatement(s1)
+	if got := b.Prepared.Released(p); len(got) != 0 {
+		t.Errorf("released while still held: %v", got)
+	}
+	p.ReleaseStatement(s1)
+	if got := b.Prepared.Released(p); len(got) != 1 || got[0] != s1 || b.Prepared.Has(s1) {
+		t.Errorf("released statements to close: %v", got)
+	}
 	b.Prepared.Clear()
 	if b.Prepared.Len() != 0 {
 		t.Error("Clear left statements")
+	}
+}
+
+// A backend's statements are bounded by size: a large one evicts as many as it must.
+func TestPreparedSetBoundedBySize(t *testing.T) {
+	p := newPool(t, pgtest.New(t), func(c *session.Config) {
+		c.MaxPreparedStatements = 100
+		c.MaxPreparedStatementMemory = 1 << 20
+		c.StatementMemory = 1 << 30
+	})
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(b)
+	var small []*session.Statement
+	for i := range 3 {
+		s, _ := p.Statement([]byte("SELECT '"+strings.Repeat("x", 300<<10)+"'"+strconv.Itoa(i)), []byte{0, 0}, "acme")
+		small = append(small, s)
+		if ev := b.Prepared.Add(s); ev != nil {
+			t.Fatalf("evicted %d below the size", len(ev))
+		}
+	}
+	big, _ := p.Statement([]byte("SELECT '"+strings.Repeat("y", 600<<10)+"'"), []byte{0, 0}, "acme")
+	if ev := b.Prepared.Add(big); len(ev) != 2 || ev[0] != small[0] || ev[1] != small[1] {
+		t.Errorf("a 600 KiB statement in a 1 MiB set of three 300 KiB ones evicted %d", len(ev))
+	}
+}
+
+// The registry refuses statements past its memory budget.
+func TestStatementMemoryBudget(t *testing.T) {
+	p := newPool(t, pgtest.New(t), func(c *session.Config) { c.StatementMemory = 1 << 20 })
+	if _, err := p.Statement([]byte(strings.Repeat("x", 600<<10)), []byte{0, 0}, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Statement([]byte(strings.Repeat("y", 600<<10)), []byte{0, 0}, "a"); !errors.Is(err, session.ErrStatementMemory) {
+		t.Errorf("over the budget: %v", err)
+	}
+	if got := p.StatementMemory(); got < 600<<10 || got > 1<<20 {
+		t.Errorf("StatementMemory() = %d", got)
 	}
 }

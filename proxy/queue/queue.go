@@ -126,10 +126,11 @@ func (q *Queue[U]) Push(r Request[U]) {
 		}
 		return
 	}
-	if r.Kind.extended() {
+	switch {
+	case r.Kind.extended():
 		q.unsynced = true
-	} else if !r.Own {
-		q.unsynced = false
+	case r.Kind == Sync || !r.Own:
+		q.unsynced = false // a Sync, or the client's Query (the proxy's own Query follows one)
 	}
 }
 

@@ -215,3 +215,68 @@ func TestFatalErrorEndsTheClient(t *testing.T) {
 	next.send(&pgproto3.Query{String: "SELECT 1"})
 	want(t, "the next client", next.answers(1), "CommandComplete", "Z I")
 }
+
+// A statement no client holds any more is closed on every backend that has it, ahead of the
+// next client's messages there, out of that client's sight: statements do not outlive their
+// clients on the shared backends.
+func TestReleasedStatementsAreClosedOnTheBackends(t *testing.T) {
+	f := startFake(t)
+	addr := startProxy(t, f)
+	c := connect(t, addr)
+	c.send(&pgproto3.Parse{Name: "a", Query: "SELECT 'a'"}, &pgproto3.Parse{Name: "b", Query: "SELECT 'b'"}, &pgproto3.Sync{})
+	want(t, "Parse", c.answers(1), "ParseComplete", "ParseComplete", "Z I")
+	c.send(&pgproto3.Close{ObjectType: 'S', Name: "a"}, &pgproto3.Sync{})
+	want(t, "Close a", c.answers(1), "CloseComplete", "Z I")
+	c.send(&pgproto3.Terminate{})
+
+	next := connect(t, addr)
+	next.send(&pgproto3.Query{String: "SELECT 1"})
+	want(t, "the next client", next.answers(1), "CommandComplete", "Z I")
+	got := f.session(0).log()
+	internalA := strings.Fields(got[1])[1]
+	internalB := strings.Fields(got[2])[1]
+	closes := 0
+	for _, line := range got[4:] {
+		if line == "Close S "+internalA || line == "Close S "+internalB {
+			closes++
+		}
+	}
+	if closes != 2 {
+		t.Errorf("the released statements were not both closed: %q", got)
+	}
+}
+
+// A backend keeps statements within a size: a statement that would pass it evicts the least
+// recently used first.
+func TestPreparedStatementsBoundedBySize(t *testing.T) {
+	f := startFake(t)
+	c := connect(t, startProxy(t, f, func(c *config.Config) { c.Pool.MaxPreparedStatementMemory = 1 << 20 }))
+	big := "SELECT '" + strings.Repeat("x", 600<<10) + "'"
+	c.send(&pgproto3.Parse{Name: "a", Query: big + " AS a"}, &pgproto3.Parse{Name: "b", Query: big + " AS b"}, &pgproto3.Sync{})
+	want(t, "Parse", c.answers(1), "ParseComplete", "ParseComplete", "Z I")
+	got := f.session(0).log()
+	if len(got) != 5 || !strings.HasPrefix(got[2], "Close S tenantproxy_") {
+		t.Errorf("the second statement did not evict the first: %q", truncated(got))
+	}
+}
+
+// One client cannot make the proxy hold its statements without bound.
+func TestClientStatementMemoryIsBounded(t *testing.T) {
+	f := startFake(t)
+	c := connect(t, startProxy(t, f, func(c *config.Config) { c.Limits.ClientStatementMemory = 1 << 20 }))
+	big := "SELECT '" + strings.Repeat("x", 600<<10) + "'"
+	c.send(&pgproto3.Parse{Name: "a", Query: big + " AS a"}, &pgproto3.Sync{})
+	want(t, "first", c.answers(1), "ParseComplete", "Z I")
+	c.send(&pgproto3.Parse{Name: "b", Query: big + " AS b"}, &pgproto3.Sync{})
+	want(t, "second", c.answers(1), "ERROR 54000", "Z I")
+	c.send(&pgproto3.Close{ObjectType: 'S', Name: "a"}, &pgproto3.Parse{Name: "b", Query: big + " AS b"}, &pgproto3.Sync{})
+	want(t, "after a Close", c.answers(1), "CloseComplete", "ParseComplete", "Z I")
+}
+
+func truncated(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l[:min(len(l), 60)]
+	}
+	return out
+}

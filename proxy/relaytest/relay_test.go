@@ -132,6 +132,10 @@ func (s *fakeSession) defaultAnswer(msg pgproto3.FrontendMessage) {
 		}
 		s.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 	case *pgproto3.Parse:
+		if m.Query == "tenantproxy refused this statement" { // as PostgreSQL: not SQL
+			s.fail("42601", true)
+			return
+		}
 		s.be.Send(&pgproto3.ParseComplete{})
 	case *pgproto3.Bind:
 		s.be.Send(&pgproto3.BindComplete{})

@@ -11,10 +11,15 @@ package guard
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/tenantproxy/tenantproxy/internal/guc"
 )
@@ -37,13 +42,34 @@ type Config struct {
 	Mode             PoolMode
 	// CacheSize is how many verdicts are kept, by statement text; 10000 when 0.
 	CacheSize int
+	// Memory bounds what parsing may take at one time, in bytes (parsing takes about
+	// parseBytesPerByte times the text); 512 MiB when 0. A text that could not be parsed within
+	// it is refused (54000); a parse waits for room, up to parseWait, while others run.
+	Memory int64
 }
+
+// Parsing a text takes about this many bytes per byte of text, measured with pg_query_go on
+// statements from a few bytes to megabytes (125x to 142x in Go's heap, plus the C parser's own),
+// and this much besides.
+const (
+	parseBytesPerByte = 150
+	parseBaseBytes    = 64 << 10
+)
+
+// parseWait bounds how long a parse waits for the memory other parses hold.
+const parseWait = 5 * time.Second
+
+// afterHugeParse: past this cost the memory of a parse goes back to the system at once, so that
+// one client's huge statement does not leave the proxy large.
+const afterHugeParse = 64 << 20
 
 // SQLSTATEs of a refusal.
 const (
 	CodeInsufficientPrivilege = "42501" // touches the tenant context, identity or what tenants share
 	CodeFeatureNotSupported   = "0A000" // session state in transaction mode
 	CodeSyntaxError           = "42601" // could not parse
+	CodeProgramLimitExceeded  = "54000" // too large to check
+	CodeOutOfMemory           = "53200" // no memory to check it now
 )
 
 // Verdict is the guard's decision on one statement text.
@@ -59,7 +85,8 @@ type Verdict struct {
 	// Hint, when set, says what to do instead.
 	Hint string
 
-	// Effects the proxy acts on when an allowed statement runs:
+	// Effects the proxy acts on when an allowed statement runs (or, for Explains, that it may
+	// refuse):
 
 	// ResetsContext is set for RESET ALL and DISCARD ALL: the tenant context must be put back.
 	ResetsContext bool
@@ -80,6 +107,8 @@ type Stats struct {
 	Prefiltered uint64 // allowed by the pre-filter, without parsing
 	CacheHits   uint64 // answered from the cache
 	Parsed      uint64 // parsed and cached
+	// Unaffordable counts texts refused because parsing them did not fit the guard's memory.
+	Unaffordable uint64
 }
 
 // Guard decides which statement texts the proxy forwards. It is safe for concurrent use.
@@ -88,8 +117,10 @@ type Guard struct {
 	mode     PoolMode
 	pre      *prefilter
 	cache    *verdictCache
+	memory   *semaphore.Weighted
+	limit    int64
 
-	prefiltered, cacheHits, parsed atomic.Uint64
+	prefiltered, cacheHits, parsed, unaffordable atomic.Uint64
 }
 
 // New returns a guard for cfg.
@@ -112,11 +143,17 @@ func New(cfg Config) *Guard {
 	if size <= 0 {
 		size = 10000
 	}
+	limit := cfg.Memory
+	if limit <= 0 {
+		limit = 512 << 20
+	}
 	return &Guard{
 		reserved: reserved,
 		mode:     cfg.Mode,
 		pre:      newPrefilter(reserved),
 		cache:    newVerdictCache(size),
+		memory:   semaphore.NewWeighted(limit),
+		limit:    limit,
 	}
 }
 
@@ -132,10 +169,42 @@ func (g *Guard) Check(sql []byte) Verdict {
 		g.cacheHits.Add(1)
 		return v
 	}
+	cost := int64(len(sql))*parseBytesPerByte + parseBaseBytes
+	if cost > g.limit {
+		g.unaffordable.Add(1)
+		return tooLargeVerdict(len(sql), g.limit)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), parseWait)
+	err := g.memory.Acquire(ctx, cost)
+	cancel()
+	if err != nil {
+		g.unaffordable.Add(1)
+		return busyVerdict
+	}
 	v := g.Inspect(sql)
+	g.memory.Release(cost)
+	if cost > afterHugeParse {
+		debug.FreeOSMemory()
+	}
 	g.parsed.Add(1)
 	g.cache.put(sql, v)
 	return v
+}
+
+// tooLargeVerdict refuses a text the guard could never afford to parse: never passed unchecked.
+func tooLargeVerdict(n int, limit int64) Verdict {
+	return Verdict{
+		Refused: true, Code: CodeProgramLimitExceeded, Rule: "guard-memory",
+		Message: fmt.Sprintf("tenantproxy: this statement (%d bytes) is too large for the SQL guard to check within its memory (limits.guard_memory, %d bytes, checks texts up to about %d bytes)",
+			n, limit, (limit-parseBaseBytes)/parseBytesPerByte),
+		Hint: "Send large values as parameters of a prepared statement (they are not part of the text the guard reads), or split the statement.",
+	}
+}
+
+var busyVerdict = Verdict{
+	Refused: true, Code: CodeOutOfMemory, Rule: "guard-memory",
+	Message: "tenantproxy: the SQL guard has no memory free to check this statement: other large statements are being checked",
+	Hint:    "Retry the statement.",
 }
 
 // Prefilter reports whether sql holds a trigger of the pre-filter, so that Check parses it.
@@ -172,9 +241,10 @@ func (g *Guard) Inspect(sql []byte) Verdict {
 // Stats returns how many verdicts came from each path so far.
 func (g *Guard) Stats() Stats {
 	return Stats{
-		Prefiltered: g.prefiltered.Load(),
-		CacheHits:   g.cacheHits.Load(),
-		Parsed:      g.parsed.Load(),
+		Prefiltered:  g.prefiltered.Load(),
+		CacheHits:    g.cacheHits.Load(),
+		Parsed:       g.parsed.Load(),
+		Unaffordable: g.unaffordable.Load(),
 	}
 }
 

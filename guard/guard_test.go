@@ -727,3 +727,21 @@ func FuzzPrefilterSound(f *testing.F) {
 		}
 	})
 }
+
+// A text the guard cannot afford to parse is refused (54000), never passed unchecked; one it
+// can afford is checked whatever its size.
+func TestGuardMemoryBound(t *testing.T) {
+	g := guard.New(guard.Config{ReservedPrefixes: []string{"app."}, Memory: 16 << 20})
+	huge := "SELECT ARRAY[" + strings.Repeat("0,", 100<<10) + "0] /* session */"
+	v := g.Check([]byte(huge))
+	if !v.Refused || v.Code != "54000" || v.Rule != "guard-memory" || !strings.Contains(v.Hint, "parameters") {
+		t.Errorf("a text too large to parse: %+v", v)
+	}
+	if g.Stats().Unaffordable != 1 || g.Stats().Parsed != 0 {
+		t.Errorf("stats %+v", g.Stats())
+	}
+	large := "SELECT ARRAY[" + strings.Repeat("0,", 20<<10) + "0]; SET app.current_tenant_id = 'x'"
+	if v := g.Check([]byte(large)); !v.Refused || v.Rule != "reserved-setting" {
+		t.Errorf("a large text within the budget: %+v", v)
+	}
+}

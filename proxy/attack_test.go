@@ -571,6 +571,7 @@ func customGroups() []struct {
 		{"vanish", vanishCases()},
 		{"storm", []customCase{stormCase()}},
 		{"large message", largeMessageCases()},
+		{"memory", memoryCases()},
 	}
 }
 

@@ -59,5 +59,6 @@ func (m *Metrics) watch(s *Server) {
 		guard("prefiltered_total", "Statements the guard passed without parsing.", func() float64 { return float64(s.guard.Stats().Prefiltered) }),
 		guard("cache_hits_total", "Statements whose verdict was cached.", func() float64 { return float64(s.guard.Stats().CacheHits) }),
 		guard("parsed_total", "Statements the guard parsed.", func() float64 { return float64(s.guard.Stats().Parsed) }),
+		guard("unaffordable_total", "Statements refused because parsing them did not fit the guard's memory (limits.guard_memory).", func() float64 { return float64(s.guard.Stats().Unaffordable) }),
 	)
 }

@@ -105,7 +105,9 @@ func (r *Reader) grow(n int) {
 	switch {
 	case n <= homeSize:
 		next = r.home[:]
-	case n <= bigSize:
+	case n <= bigSize && r.Limit > bigSize:
+		// Borrowed only by readers that accept large messages: a reader limited to less (a
+		// client that has not logged in) gets an exact allocation, never 64 KiB.
 		if r.big != nil {
 			big = r.big
 		} else {

@@ -112,8 +112,6 @@ type Tenancy struct {
 	// Schemas hold the tenant tables: the check before serving requires each of their tables
 	// to be under forced row-level security with a tenant policy per command.
 	Schemas []string `toml:"schemas"`
-	// AllowSearchPath lets clients choose search_path in the startup packet.
-	AllowSearchPath bool `toml:"allow_search_path"`
 }
 
 // User is one client identity.

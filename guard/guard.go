@@ -93,9 +93,24 @@ type Verdict struct {
 	// DropsStatements is set for DISCARD ALL and DEALLOCATE ALL: every prepared statement of the
 	// session is gone.
 	DropsStatements bool
-	// ChangesSettings is set for SET, SET LOCAL, RESET and DISCARD ALL: until they have run and
-	// the transaction is over, statements may be parsed under settings the proxy cannot name.
+	// ChangesSettings is set for SET, SET LOCAL, RESET, set_config and DISCARD ALL: until they have
+	// run and the transaction is over, statements may be parsed under settings the proxy cannot
+	// name.
 	ChangesSettings bool
+	// ChangesSessionSettings is set when the change may outlive the transaction (SET and RESET
+	// without LOCAL, SET SESSION CHARACTERISTICS, set_config not certainly local): in transaction
+	// pooling the proxy then reads the session's settings back, to carry them.
+	ChangesSessionSettings bool
+	// CustomSettings names, comma-separated, the custom settings (with a dot, like myapp.flag)
+	// the text sets or resets at session level: the server lists no custom setting in
+	// pg_settings, so the proxy must know their names to read them back.
+	CustomSettings string
+	// Deallocate is the name of a text that is exactly DEALLOCATE name: in transaction pooling
+	// the proxy answers it for the client's protocol-level statements.
+	Deallocate string
+	// Rewrite, when set, is the text to send instead: every set_config call goes to the
+	// database's wrapper (lockdown.SetConfigWrapper), which refuses the tenant context itself.
+	Rewrite string
 	// Explains is set for EXPLAIN: its row estimates come from statistics sampled over every
 	// tenant's rows, and EXPLAIN ANALYZE counts rows the policies filtered out, so the proxy
 	// refuses it but to users trusted with it.
@@ -223,7 +238,7 @@ func (g *Guard) Inspect(sql []byte) Verdict {
 	if err != nil {
 		return unparsableVerdict(err.Error())
 	}
-	in := inspection{g: g}
+	in := inspection{g: g, single: len(tree.GetStmts()) == 1}
 	for _, raw := range tree.GetStmts() {
 		stmt := raw.GetStmt()
 		if stmt == nil {
@@ -235,7 +250,15 @@ func (g *Guard) Inspect(sql []byte) Verdict {
 			break
 		}
 	}
-	return in.verdict()
+	v := in.verdict()
+	if !v.Refused && len(in.setConfigCalls) > 0 {
+		rewrite, err := toSetConfigWrapper(sql, in.setConfigCalls)
+		if err != nil {
+			return unparsableVerdict(err.Error())
+		}
+		v.Rewrite = rewrite
+	}
+	return v
 }
 
 // Stats returns how many verdicts came from each path so far.

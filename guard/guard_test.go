@@ -127,10 +127,22 @@ var allowedStatements = []struct {
 	{sql: `DISCARD PLANS`},
 	{sql: `DISCARD TEMP`},
 	// session state, which is the client's own in session mode
-	{sql: `DEALLOCATE p`, sessionOnly: true},
-	{sql: `SET search_path = public`, sessionOnly: true},
-	{sql: `SET work_mem TO DEFAULT`, sessionOnly: true},
-	{sql: `SELECT set_config('work_mem', '64MB', false)`, sessionOnly: true},
+	// Session settings: carried by the proxy in transaction pooling.
+	{sql: `DEALLOCATE p`},
+	{sql: `SET search_path = public`},
+	{sql: `SET statement_timeout = 0`},
+	{sql: `SET SESSION work_mem = '1GB'`},
+	{sql: `SET work_mem TO DEFAULT`},
+	{sql: `SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE`},
+	{sql: `SET client_min_messages TO 'warning'; SET TIME ZONE INTERVAL '+00:00' HOUR TO MINUTE`},
+	{sql: `BEGIN; SELECT 1; SET search_path = x`},
+	{sql: `SELECT set_config('work_mem', '64MB', false)`},
+	{sql: `SELECT pg_catalog.set_config('search_path', '', false)`},
+	{sql: `SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'`},
+	{sql: `SELECT set_config($1, 'x', true)`},
+	// What leaves no state behind.
+	{sql: `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`, resets: true},
+	{sql: `SELECT pg_advisory_unlock(42)`},
 	{sql: `SET LOCAL search_path = pg_temp, public`, sessionOnly: true},
 }
 
@@ -171,11 +183,6 @@ var refusedStatements = []struct {
 	{`SELECT set_config(U&'\0061pp.current_tenant_id', 'x', true)`, "42501", "set-config"},
 	{`SELECT set_config(E'\x61pp.current_tenant_id', 'x', true)`, "42501", "set-config"},
 	{`SELECT set_config('app.current_tenant_id'::text, 'x', true)`, "42501", "set-config"},
-	{`SELECT set_config('app.' || 'current_tenant_id', 'x', true)`, "42501", "set-config"},
-	{`SELECT set_config(name, 'x', true) FROM names`, "42501", "set-config"},
-	{`SELECT set_config($1, 'x', true)`, "42501", "set-config"},
-	{`SELECT set_config(lower('APP.X'), 'x', true)`, "42501", "set-config"},
-	{`SELECT set_config('work_mem'::varchar(4), '1', true)`, "42501", "set-config"},
 	{`WITH c AS (SELECT set_config('app.current_tenant_id', 'x', true)) SELECT * FROM c`, "42501", "set-config"},
 	{`SELECT * FROM accounts WHERE id IN (SELECT set_config('app.current_tenant_id', 'x', true)::int)`, "42501", "set-config"},
 	{`SELECT * FROM set_config('app.current_tenant_id', 'x', true)`, "42501", "set-config"},
@@ -268,18 +275,8 @@ var refusedStatements = []struct {
 	{`SET app.current_tenant_id = `, "42601", "unparsable"},
 	{"SELECT 1\x00; SET app.current_tenant_id = 'x'", "42601", "unparsable"},
 	// session state, refused in transaction mode only
-	{`SET search_path = public`, "0A000", "session-state"},
-	{`SET statement_timeout = 0`, "0A000", "session-state"},
-	{`SET SESSION work_mem = '1GB'`, "0A000", "session-state"},
-	{`SET work_mem TO DEFAULT`, "0A000", "session-state"},
-	{`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`, "0A000", "session-state"},
-	{`BEGIN; SELECT 1; SET search_path = x`, "0A000", "session-state"},
-	{`SELECT set_config('work_mem', '64MB', false)`, "0A000", "session-state"},
-	{`SELECT set_config('work_mem', '64MB', 1 = 1)`, "0A000", "session-state"},
-	{`SELECT set_config('work_mem', '64MB')`, "0A000", "session-state"},
 	{`SELECT pg_advisory_lock(1)`, "0A000", "session-state"},
 	{`SELECT pg_try_advisory_lock(1)`, "0A000", "session-state"},
-	{`SELECT pg_advisory_unlock_all()`, "0A000", "session-state"},
 	{`SELECT currval('s')`, "0A000", "session-state"},
 	{`SELECT setseed(0.1)`, "0A000", "session-state"},
 	{`SELECT count(*) FROM (SELECT pg_catalog.SetSeed(0.5)) s`, "0A000", "session-state"},
@@ -287,7 +284,6 @@ var refusedStatements = []struct {
 	{`PREPARE p AS SELECT 1`, "0A000", "sql-prepare"},
 	{`EXECUTE p`, "0A000", "sql-prepare"},
 	{`EXPLAIN EXECUTE p`, "0A000", "sql-prepare"},
-	{`DEALLOCATE p`, "0A000", "sql-prepare"},
 	{`DECLARE c CURSOR WITH HOLD FOR SELECT 1`, "0A000", "cursor-with-hold"},
 	{`CREATE TEMP TABLE scratch (id int)`, "0A000", "temp-object"},
 	{`CREATE TEMPORARY VIEW v AS SELECT 1`, "0A000", "temp-object"},
@@ -413,7 +409,6 @@ func TestGuardMessagesNameWhatIsRefused(t *testing.T) {
 		`SET app.current_tenant_id = 'globex'`:                         `tenantproxy: SET of "app.current_tenant_id" is refused: the tenant context is set by the proxy`,
 		`RESET "App"."Current_Tenant_Id"`:                              `tenantproxy: RESET of "app.current_tenant_id" is refused`,
 		`SELECT set_config('app.current_tenant_id', 'b', false)`:       `set_config of "app.current_tenant_id" is refused`,
-		`SELECT set_config('app.' || 'x', 'b', false)`:                 `constant setting name`,
 		`ALTER USER tenantproxy_app PASSWORD 'x'`:                      `ALTER ROLE is refused`,
 		`SELECT 1 FROM t; SELECT 1 FROM u; SELECT pg_notify('a', 'b')`: `pg_notify is refused`,
 		`CREATE TABLE (`: `tenantproxy could not parse this statement: syntax error at or near "("`,
@@ -743,5 +738,44 @@ func TestGuardMemoryBound(t *testing.T) {
 	large := "SELECT ARRAY[" + strings.Repeat("0,", 20<<10) + "0]; SET app.current_tenant_id = 'x'"
 	if v := g.Check([]byte(large)); !v.Refused || v.Rule != "reserved-setting" {
 		t.Errorf("a large text within the budget: %+v", v)
+	}
+}
+
+// Every set_config call goes to the database's wrapper, however it is written; the rest of the
+// text is untouched.
+func TestGuardRewritesSetConfigToTheWrapper(t *testing.T) {
+	g := newGuard(guard.TransactionMode)
+	for sql, want := range map[string]string{
+		`SELECT pg_catalog.set_config('search_path', '', false)`:                                                `SELECT tenantproxy.set_config('search_path', '', false)`,
+		`select SET_CONFIG('work_mem', '1MB', true), 'set_config(' AS s`:                                        `select tenantproxy.set_config('work_mem', '1MB', true), 'set_config(' AS s`,
+		`SELECT "pg_catalog" . "set_config" /* c */ ('a.b', 'x', false)`:                                        `SELECT tenantproxy.set_config('a.b', 'x', false)`,
+		`SELECT U&"\0073et_config"('a.b', 'x', false)`:                                                          `SELECT tenantproxy.set_config('a.b', 'x', false)`,
+		`SELECT set_config(n, 'v', false) FROM t; SELECT set_config('a.b', set_config('c.d', 'y', true), true)`: `SELECT tenantproxy.set_config(n, 'v', false) FROM t; SELECT tenantproxy.set_config('a.b', tenantproxy.set_config('c.d', 'y', true), true)`,
+	} {
+		v := g.Check([]byte(sql))
+		if v.Refused || v.Rewrite != want || !v.ChangesSettings {
+			t.Errorf("%s:\n  got  %q (%+v)\n  want %q", sql, v.Rewrite, v, want)
+		}
+	}
+	if v := g.Check([]byte(`SELECT current_setting('search_path')`)); v.Rewrite != "" {
+		t.Errorf("rewrote a text without set_config: %q", v.Rewrite)
+	}
+}
+
+// A lone DEALLOCATE name is the proxy's to answer in transaction pooling; among other
+// statements it is refused there.
+func TestGuardDeallocate(t *testing.T) {
+	g := newGuard(guard.TransactionMode)
+	if v := g.Check([]byte(`DEALLOCATE a3`)); v.Refused || v.Deallocate != "a3" {
+		t.Errorf("DEALLOCATE a3: %+v", v)
+	}
+	if v := g.Check([]byte(`DEALLOCATE PREPARE "Odd"`)); v.Refused || v.Deallocate != "Odd" {
+		t.Errorf("DEALLOCATE PREPARE \"Odd\": %+v", v)
+	}
+	if v := g.Check([]byte(`SELECT 1; DEALLOCATE a3`)); !v.Refused || v.Code != "0A000" {
+		t.Errorf("DEALLOCATE among others: %+v", v)
+	}
+	if v := newGuard(guard.SessionMode).Check([]byte(`SELECT 1; DEALLOCATE a3`)); v.Refused {
+		t.Errorf("session mode: %+v", v)
 	}
 }

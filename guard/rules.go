@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,8 +22,18 @@ type inspection struct {
 	resets      bool
 	drops       bool
 	changes     bool
-	explains    bool
-	views       int // depth inside CREATE VIEW
+	// sessionChanges: a change of settings that may outlive the transaction.
+	sessionChanges bool
+	// custom are the custom settings changed at session level.
+	custom   []string
+	explains bool
+	// single: the text is one statement.
+	single bool
+	// deallocate is the name of a lone DEALLOCATE name.
+	deallocate string
+	// setConfigCalls are the byte offsets of set_config calls in the text.
+	setConfigCalls []int
+	views          int // depth inside CREATE VIEW
 }
 
 func (in *inspection) verdict() Verdict {
@@ -32,7 +43,11 @@ func (in *inspection) verdict() Verdict {
 	case in.unsupported != nil:
 		return *in.unsupported
 	}
-	return Verdict{ResetsContext: in.resets, DropsStatements: in.drops, ChangesSettings: in.changes || in.resets, Explains: in.explains}
+	return Verdict{
+		ResetsContext: in.resets, DropsStatements: in.drops, ChangesSettings: in.changes || in.resets,
+		ChangesSessionSettings: in.sessionChanges || in.resets, CustomSettings: strings.Join(in.custom, ","),
+		Explains: in.explains, Deallocate: in.deallocate,
+	}
 }
 
 // deny refuses with 42501, in every mode.
@@ -65,26 +80,16 @@ func (in *inspection) statement(stmt *pg_query.Node) {
 	name := guc.Fold(s.GetName())
 	if s.GetKind() != pg_query.VariableSetKind_VAR_SET_MULTI || name == "session characteristics" {
 		in.changes = true
+		if !s.GetIsLocal() {
+			in.sessionChanges = true
+			in.noteCustom(name)
+		}
 	}
-	switch s.GetKind() {
-	case pg_query.VariableSetKind_VAR_RESET_ALL:
+	if s.GetKind() == pg_query.VariableSetKind_VAR_RESET_ALL {
 		in.resets = true
-	case pg_query.VariableSetKind_VAR_SET_VALUE, pg_query.VariableSetKind_VAR_SET_DEFAULT,
-		pg_query.VariableSetKind_VAR_SET_CURRENT, pg_query.VariableSetKind_VAR_SET_MULTI:
-		if s.GetKind() == pg_query.VariableSetKind_VAR_SET_MULTI && name != "session characteristics" {
-			break // SET TRANSACTION ..., SET TRANSACTION SNAPSHOT
-		}
-		if s.GetIsLocal() || tracked(name) || name == "transaction" || name == "transaction snapshot" {
-			break
-		}
-		if name == "session characteristics" {
-			in.notPooled("session-state", "SET SESSION CHARACTERISTICS",
-				"Use SET TRANSACTION (or BEGIN with the characteristics) in each transaction, or pass default_transaction_* settings as startup parameters.")
-			break
-		}
-		in.notPooled("session-state", fmt.Sprintf("session-level SET of %q", name),
-			"Use SET LOCAL inside a transaction, or pass the setting as a startup parameter.")
 	}
+	// Any other SET, SET SESSION CHARACTERISTICS or RESET is the client's to make: in
+	// transaction pooling the proxy carries it to whichever backend serves the client.
 	// With pg_temp in the path, CREATE TABLE x creates a temporary table that outlives the
 	// transaction and shadows x for the next client.
 	if name == "search_path" && s.GetKind() == pg_query.VariableSetKind_VAR_SET_VALUE {
@@ -279,10 +284,15 @@ func (in *inspection) node(msg any) {
 	case *pg_query.ExecuteStmt:
 		in.notPooled("sql-prepare", "EXECUTE of an SQL-level prepared statement", sqlPrepareHint)
 	case *pg_query.DeallocateStmt:
-		if n.GetIsall() || n.GetName() == "" {
+		switch {
+		case n.GetIsall() || n.GetName() == "":
 			in.drops = true
-		} else {
-			in.notPooled("sql-prepare", "DEALLOCATE", sqlPrepareHint)
+		case in.single:
+			// DEALLOCATE name, alone: the proxy forgets the client's name for a statement it
+			// prepared through the protocol, as the server would.
+			in.deallocate = n.GetName()
+		default:
+			in.notPooled("sql-prepare", "DEALLOCATE among other statements", "Send DEALLOCATE name as a statement of its own.")
 		}
 	case *pg_query.DiscardStmt:
 		if n.GetTarget() == pg_query.DiscardMode_DISCARD_ALL {
@@ -365,7 +375,7 @@ func (g *Guard) isReserved(name string) bool {
 // Functions refused by name (the last part of the name, lower-cased) besides the lockdown's,
 // which would outlive the transaction on a pooled backend.
 var (
-	sessionAdvisoryLocks   = nameSet("pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all")
+	sessionAdvisoryLocks   = nameSet("pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared")
 	sessionSequenceReaders = nameSet("currval", "lastval")
 )
 
@@ -387,6 +397,7 @@ func (in *inspection) funcCall(fc *pg_query.FuncCall) {
 	}
 	switch {
 	case sessionAdvisoryLocks[name]:
+		// Unlocking is allowed: in transaction pooling no session lock can be held.
 		in.notPooled("session-state", "the session-level advisory lock function "+name,
 			"Use pg_advisory_xact_lock or pg_try_advisory_xact_lock, which the transaction's end releases.")
 	case sessionSequenceReaders[name]:
@@ -396,6 +407,13 @@ func (in *inspection) funcCall(fc *pg_query.FuncCall) {
 		// The seed outlives the transaction: the next client's random() would follow it.
 		in.notPooled("session-state", "setseed, which seeds the session's random(),",
 			"Use session pooling for reproducible random sequences.")
+	}
+}
+
+// noteCustom records a custom setting (a name with a dot) changed at session level.
+func (in *inspection) noteCustom(name string) {
+	if strings.Contains(name, ".") && !strings.ContainsRune(name, ',') && !slices.Contains(in.custom, name) {
+		in.custom = append(in.custom, name)
 	}
 }
 
@@ -419,17 +437,24 @@ func refusedFunction(name string) (lockdown.Rule, bool) {
 // setConfig applies the rules on set_config(name, value, is_local). The name must be a string
 // constant, or the guard could not tell which setting it changes.
 func (in *inspection) setConfig(fc *pg_query.FuncCall) {
+	// Whatever it sets, it sets through the database's wrapper (which refuses the reserved
+	// namespace, identity and the lexer settings itself): set_config stays revoked.
+	in.changes = true
+	in.setConfigCalls = append(in.setConfigCalls, int(fc.GetLocation()))
 	args := fc.GetArgs()
+	in.sessionChanges = in.sessionChanges || len(args) < 3 || !isTrueConstant(args[2])
 	var name string
 	ok := len(args) > 0
 	if ok {
 		name, ok = constText(args[0])
 	}
 	if !ok {
-		in.deny("set-config", "tenantproxy: set_config is refused unless its first argument is a constant setting name: the tenant context is set by the proxy", "")
-		return
+		return // a name computed at run time: the wrapper judges it
 	}
 	name = guc.Fold(name)
+	if len(args) < 3 || !isTrueConstant(args[2]) {
+		in.noteCustom(name)
+	}
 	if in.g.isReserved(name) {
 		in.deny("set-config", fmt.Sprintf("tenantproxy: set_config of %q is refused: the tenant context is set by the proxy", name), "")
 		return
@@ -446,11 +471,6 @@ func (in *inspection) setConfig(fc *pg_query.FuncCall) {
 	if isLexerSetting(name) && (!valueOK || !guc.LexerValueSafe(name, value)) {
 		in.deny("lexer-setting", fmt.Sprintf("tenantproxy: set_config of %q to %s is refused: the proxy must read statements as the server does", name, describeValue(value, valueOK)), lexerHint)
 		return
-	}
-	local := len(args) > 2 && isTrueConstant(args[2])
-	if !local && !tracked(name) {
-		in.notPooled("session-state", fmt.Sprintf("session-level set_config of %q", name),
-			"Pass true as set_config's third argument, so that the setting ends with the transaction.")
 	}
 	if name == "search_path" && (!valueOK || mentionsTempSchema(value)) {
 		in.notPooled("temp-object", "a search_path with pg_temp, or computed,", temporaryHint)
@@ -566,13 +586,6 @@ func mentionsTempSchema(searchPath string) bool {
 func isLexerSetting(name string) bool {
 	s, _ := guc.Lookup(name)
 	return s.Lexer
-}
-
-// tracked reports whether a client may change name at session level in transaction pooling:
-// the proxy follows its value to every backend that serves the client.
-func tracked(name string) bool {
-	s, _ := guc.Lookup(name)
-	return s.Tracked
 }
 
 func describeValue(value string, constant bool) string {

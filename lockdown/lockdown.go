@@ -79,3 +79,9 @@ var revokedByName = func() map[string]Rule {
 	}
 	return m
 }()
+
+// SetConfigWrapper is the function every set_config a client sends is rewritten to call (the
+// SQL guard rewrites it): it refuses the reserved namespace of the tenant context, identity and
+// the settings that change how the server reads a text, then calls set_config, which stays
+// revoked from the app role. pg_dump and ORMs call set_config; the migrations create it.
+const SetConfigWrapper = "tenantproxy.set_config"

@@ -205,15 +205,17 @@ func (r rlsTemplates) Table(table string) (string, error) {
 
 func templateData(schema string) map[string]any {
 	return map[string]any{
-		"schema":            pgx.Identifier{schema}.Sanitize(),
-		"owner":             pgx.Identifier{OwnerRole}.Sanitize(),
-		"app":               pgx.Identifier{AppRole}.Sanitize(),
-		"ownerLiteral":      quoteLiteral(OwnerRole),
-		"appLiteral":        quoteLiteral(AppRole),
-		"rls":               rlsTemplates{schema: schema},
-		"lockdownFunctions": textArray(lockdown.FunctionNames()),
-		"lockdownViews":     textArray(lockdown.Views),
-		"lockdownLanguages": quoteIdentifiers(lockdown.Languages),
+		"schema":       pgx.Identifier{schema}.Sanitize(),
+		"owner":        pgx.Identifier{OwnerRole}.Sanitize(),
+		"app":          pgx.Identifier{AppRole}.Sanitize(),
+		"ownerLiteral": quoteLiteral(OwnerRole),
+		"appLiteral":   quoteLiteral(AppRole),
+		// The namespace of the tenant context's setting, "app.".
+		"reservedPrefixLiteral": quoteLiteral(DefaultSetting[:strings.IndexByte(DefaultSetting, '.')+1]),
+		"rls":                   rlsTemplates{schema: schema},
+		"lockdownFunctions":     textArray(lockdown.FunctionNames()),
+		"lockdownViews":         textArray(lockdown.Views),
+		"lockdownLanguages":     quoteIdentifiers(lockdown.Languages),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/tenantproxy/tenantproxy/internal/wire"
 	"github.com/tenantproxy/tenantproxy/proxy/queue"
 	"github.com/tenantproxy/tenantproxy/session"
 )
@@ -42,6 +43,7 @@ func (c *clientConn) hungUp() bool { return peerClosed(c.conn) }
 
 func (c *clientConn) backendError(err error) *pgError {
 	var pgErr interface{ SQLState() string }
+	var refused session.ServerError
 	switch {
 	case errors.Is(err, session.ErrCheckoutTimeout):
 		return &pgError{Severity: "ERROR", Code: codeTooManyConnections,
@@ -51,6 +53,10 @@ func (c *clientConn) backendError(err error) *pgError {
 		return fatal(codeConnectionFailure, "tenantproxy: the client left while waiting for a database session")
 	case errors.Is(err, session.ErrPoolClosed):
 		return &pgError{Severity: "FATAL", Code: codeAdminShutdown, Message: "tenantproxy is shutting down"}
+	case errors.As(err, &refused):
+		// The server refused a setting of the client's: its own words.
+		return &pgError{Severity: "ERROR", Code: refused.SQLState(), Message: refused.Fields.Get(wire.FieldMessage),
+			Detail: refused.Fields.Get(wire.FieldDetail), Hint: refused.Fields.Get(wire.FieldHint)}
 	case errors.As(err, &pgErr):
 		return &pgError{Severity: "ERROR", Code: pgErr.SQLState(), Message: "tenantproxy: could not open a database session: " + err.Error()}
 	default:

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/tenantproxy/tenantproxy/guard"
@@ -25,6 +27,12 @@ type clientSession struct {
 	// changing: the client changed settings (SET, SET LOCAL, RESET, DISCARD ALL), and its
 	// transaction, or the answers that report the new values, may not be over yet.
 	changing bool
+	// sessionChanged: the client changed settings that may outlive its transaction; in
+	// transaction pooling the proxy reads them back once the transaction is over.
+	sessionChanged bool
+	// custom are the custom settings (myapp.flag) the client ever set at session level, which
+	// pg_settings does not list: they are read back by name.
+	custom []string
 	// effectful are the client's statement names ("" for the unnamed one) whose text has
 	// effects the proxy acts on each time it runs, with the guard's verdict.
 	effectful map[string]guard.Verdict
@@ -56,6 +64,14 @@ func (s *clientSession) adoptServerSpelling(b *session.Backend) {
 func (s *clientSession) applyEffects(b *session.Backend, v guard.Verdict) {
 	if v.ChangesSettings {
 		s.changing = true
+	}
+	if v.ChangesSessionSettings {
+		s.sessionChanged = true
+	}
+	for name := range strings.SplitSeq(v.CustomSettings, ",") {
+		if name != "" && !slices.Contains(s.custom, name) {
+			s.custom = append(s.custom, name)
+		}
 	}
 	if v.ResetsContext {
 		// Until the proxy has put it back and seen it committed, the backend's context is
@@ -97,16 +113,50 @@ func (s *clientSession) restoreSQL() string {
 	return sql
 }
 
-// noteParameter follows the client's own change of a tracked setting, reported by the server.
+// noteParameter follows the client's own change of a reported setting.
 func (s *clientSession) noteParameter(msg []byte) {
 	name, value, ok := wire.DecodeParameterStatus(msg)
 	if !ok {
 		return
 	}
-	setting, known := guc.Lookup(string(name))
-	if _, chosen := s.params.Get(string(name)); chosen || known && setting.Tracked {
+	if setting, _ := guc.Lookup(string(name)); !setting.ReadOnly {
 		s.params.Set(string(name), string(value))
 	}
+}
+
+// sessionSettingsSQL lists the settings the session holds at session level: those pg_settings
+// lists, and the custom ones the client set, by name (NULL when undefined).
+func (s *clientSession) sessionSettingsSQL() string {
+	sql := "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'"
+	for _, name := range s.custom {
+		literal := "'" + strings.ReplaceAll(name, "'", "''") + "'"
+		sql += " UNION ALL SELECT " + literal + ", pg_catalog.current_setting(" + literal + ", true)"
+	}
+	return sql
+}
+
+// takeSessionSettings adopts the settings the server listed (sessionSettingsSQL) as the client's,
+// for those the server does not report (ParameterStatus carries the others): whatever the client
+// set, reset or rolled back, this is what its session holds now. The tenant context is the
+// proxy's.
+func (s *clientSession) takeSessionSettings(rows [][]*string, b *session.Backend, reserved func(string) bool) map[string]string {
+	values := map[string]string{}
+	for _, row := range rows {
+		if len(row) != 2 || row[0] == nil || row[1] == nil || reserved(guc.Fold(*row[0])) || b.Reports(*row[0]) {
+			continue
+		}
+		values[*row[0]] = *row[1]
+	}
+	for _, name := range s.params.Names() {
+		if _, kept := values[name]; !kept && !b.Reports(name) {
+			s.params.Delete(name)
+		}
+	}
+	for name, value := range values {
+		s.params.Set(name, value)
+	}
+	s.sessionChanged = false
+	return values
 }
 
 // settled runs once every request has been answered. idle says whether the backend is outside

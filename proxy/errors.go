@@ -44,7 +44,9 @@ const (
 	codeProgramLimitExceeded = "54000"
 	codeFeatureNotSupported  = "0A000"
 	codeInsufficientPriv     = "42501"
+	codeSyntaxError          = "42601"
 	codeAdminShutdown        = "57P01"
+	codeInFailedTransaction  = "25P02"
 	codeInternal             = "XX000"
 )
 

@@ -25,6 +25,9 @@ func (c *clientConn) handleQuery(msg []byte) error {
 		c.logRefusal(v, text)
 		return c.refuseSimple(verdictError(v))
 	}
+	if v.Deallocate != "" && c.statements.deallocate(c, v.Deallocate) {
+		return nil
+	}
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		c.queue.Push(request{Kind: queue.Query, Answered: true, Err: perr, Status: 'I'})
@@ -32,7 +35,11 @@ func (c *clientConn) handleQuery(msg []byte) error {
 		return nil
 	}
 	c.session.applyEffects(b, v)
-	b.Out.Write(msg)
+	if v.Rewrite != "" {
+		b.Out.Commit(wire.AppendQuery(b.Out.Bytes(), v.Rewrite))
+	} else {
+		b.Out.Write(msg)
+	}
 	c.queue.Push(request{Kind: queue.Query})
 	c.restoreBehind(b)
 	c.queue.FlushPoint()
@@ -57,6 +64,10 @@ func (c *clientConn) handleParse(msg []byte) error {
 	// Its effects happen each time it is executed: remember the statements that have some.
 	c.session.rememberEffects(name, v)
 	c.session.applyEffects(b, v)
+	if v.Rewrite != "" {
+		query = []byte(v.Rewrite)
+		msg = wire.AppendParse(nil, name, query, types)
+	}
 	return c.statements.parse(c, b, msg, name, query, types)
 }
 

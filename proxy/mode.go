@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"time"
+
 	"github.com/tenantproxy/tenantproxy/guard"
 	"github.com/tenantproxy/tenantproxy/session"
 )
@@ -24,8 +26,22 @@ func (transactionMode) guardMode() guard.PoolMode { return guard.TransactionMode
 
 func (transactionMode) newStatements(c *clientConn) statements { return newShared(c) }
 
-// idle gives the backend back to the pool; the next checkout sets the context if it must.
+// idle gives the backend back to the pool; the next checkout sets the context if it must. When
+// the client changed settings that outlive its transaction, they are read back first, to be
+// carried to the next backend that serves it (and reset for the next client of this one).
 func (transactionMode) idle(c *clientConn) error {
+	if c.session.sessionChanged {
+		b := c.backend
+		b.SetDeadline(time.Now().Add(c.srv.cfg.Pool.CheckoutTimeout.Duration))
+		rows, err := b.QueryRows(c.session.sessionSettingsSQL())
+		b.SetDeadline(time.Time{})
+		if err != nil || b.TxStatus() != 'I' {
+			c.log.Warn().Err(err).Msg("reading back the client's settings")
+			c.discardBackend()
+			return nil
+		}
+		b.NoteSessionSettings(c.session.takeSessionSettings(rows, b, c.srv.startupRules.isReserved))
+	}
 	if c.queue.Irregular() {
 		// After an error inside an extended-query group or a COPY, what the server skipped
 		// (an eviction's Close, say) may differ from what the proxy believes it did: such a
@@ -50,6 +66,7 @@ func (sessionMode) newStatements(*clientConn) statements { return passThrough{} 
 
 // idle puts the tenant context and settings back if the client reset them.
 func (sessionMode) idle(c *clientConn) error {
+	c.session.sessionChanged = false // the session is the client's own: nothing to carry
 	b := c.backend
 	if b.Tenant() == c.session.tenant && c.srv.pool.SettingsMatch(b, c.session.params) {
 		return nil

@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/tenantproxy/tenantproxy/config"
@@ -26,8 +25,7 @@ type startupRequest struct {
 
 // startupRules say what a client may ask for.
 type startupRules struct {
-	reserved        []string // setting namespaces, lower case, ending with "."
-	allowSearchPath bool
+	reserved []string // setting namespaces, lower case, ending with "."
 }
 
 // ruleStartupReserved names the refusal of a reserved setting at startup in logs and metrics.
@@ -78,8 +76,6 @@ func (rules startupRules) readStartup(params map[string]string) (startupRequest,
 			}
 		case lower == "replication":
 			return req, fatal(codeInsufficientPriv, "replication connections are not accepted by tenantproxy")
-		case rules.isReserved(lower):
-			return req, reservedAtStartup("parameter", name)
 		default:
 			if err := rules.takeSetting(&req, name, value); err != nil {
 				return req, err
@@ -107,41 +103,36 @@ func (req *startupRequest) choose(tenant string) *pgError {
 	return nil
 }
 
-// takeSetting keeps one setting a client may choose at startup.
+// takeSetting keeps a setting the client chose at startup. Any setting a client may SET is
+// accepted: the server checks the name and the value when the proxy applies it (a setting it
+// refuses ends the login with its error). The reserved namespace, identity, and values that would
+// make the server read statements differently from the guard are refused here.
 func (rules startupRules) takeSetting(req *startupRequest, name, value string) *pgError {
-	s, known := guc.Lookup(name)
-	if !known || !s.Startup {
-		return fatal(codeFeatureNotSupported, fmt.Sprintf("unsupported startup parameter %q (tenantproxy accepts %s, tenant and options=-c tenant=NAME)",
-			name, strings.Join(startupSettingNames, ", ")))
-	}
-	if s.Name == "search_path" && !rules.allowSearchPath {
-		return fatal(codeFeatureNotSupported, "search_path may not be set at startup (tenancy.allow_search_path is off)")
-	}
-	if strings.ContainsAny(value, "'\\\x00") {
-		return fatal(codeProtocolViolation, fmt.Sprintf("invalid value for parameter %q", name))
-	}
-	// The guard reads statements as the server will only in encodings where every byte below
-	// 0x80 is ASCII; and a temporary schema on the search path would let a client's tables
-	// shadow the shared ones.
-	if s.Lexer && !guc.LexerValueSafe(s.Name, value) {
-		return fatal(codeFeatureNotSupported, fmt.Sprintf("client_encoding %q is not supported: tenantproxy needs an encoding whose bytes below 0x80 are always ASCII (use UTF8)", value))
-	}
-	if s.Name == "search_path" && strings.Contains(strings.ToLower(value), "pg_temp") {
+	s, _ := guc.Lookup(name)
+	switch {
+	case rules.isReserved(guc.Fold(name)):
+		return reservedAtStartup("parameter", name)
+	case s.Identity || s.ReadOnly:
+		return fatal(codeInsufficientPriv, fmt.Sprintf("parameter %q may not be set: the session's identity is fixed by the proxy", name))
+	case strings.ContainsRune(name, 0) || name == "":
+		return fatal(codeProtocolViolation, "invalid parameter name")
+	case s.Lexer && !guc.LexerValueSafe(s.Name, value):
+		// The guard reads statements as the server does only in encodings whose bytes below
+		// 0x80 are always ASCII, and with standard_conforming_strings on.
+		return fatal(codeFeatureNotSupported, fmt.Sprintf("%s %q is not supported: tenantproxy must read statements as the server does (%s)", s.Name, value, lexerStartupHint))
+	case s.Name == "search_path" && strings.Contains(strings.ToLower(value), "pg_temp"):
+		// A temporary schema on the search path would let a client's tables shadow the shared
+		// ones.
 		return fatal(codeInsufficientPriv, "search_path may not name a temporary schema")
+	}
+	if _, dup := req.settings[s.Name]; dup {
+		return fatal(codeProtocolViolation, fmt.Sprintf("parameter %q given twice", name))
 	}
 	req.settings[s.Name] = value
 	return nil
 }
 
-// startupSettingNames are the settings a client may choose at startup, sorted, for messages.
-var startupSettingNames = func() []string {
-	names := guc.Names(func(s guc.Setting) bool { return s.Startup })
-	for i, n := range names {
-		names[i] = guc.Fold(n)
-	}
-	slices.Sort(names)
-	return names
-}()
+const lexerStartupHint = "use client_encoding UTF8, or any encoding but SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030 and JOHAB; standard_conforming_strings stays on"
 
 func (rules startupRules) isReserved(lowerName string) bool {
 	for _, p := range rules.reserved {
@@ -152,8 +143,9 @@ func (rules startupRules) isReserved(lowerName string) bool {
 	return false
 }
 
-// readOptions accepts exactly the documented tenant choice, in the forms libpq passes on from
-// PGOPTIONS: "-c tenant=NAME", "-ctenant=NAME", "--tenant=NAME".
+// readOptions reads the command-line switches the server accepts in options (libpq passes
+// PGOPTIONS there): "-c name=value", "-cname=value" and "--name=value", names with - or _. The
+// tenant choice (-c tenant=NAME) is the proxy's; every other name is a setting.
 func (rules startupRules) readOptions(req *startupRequest, options string) *pgError {
 	fields := splitOptions(options)
 	for i := 0; i < len(fields); i++ {
@@ -168,19 +160,24 @@ func (rules startupRules) readOptions(req *startupRequest, options string) *pgEr
 		case strings.HasPrefix(f, "--"):
 			setting = f[2:]
 		default:
-			return fatal(codeFeatureNotSupported, fmt.Sprintf("unsupported option %q: tenantproxy accepts only -c tenant=NAME in options", f))
+			return fatal(codeFeatureNotSupported, fmt.Sprintf("unsupported option %q: tenantproxy accepts settings (-c name=value, --name=value) and -c tenant=NAME in options", f))
 		}
 		name, value, ok := strings.Cut(setting, "=")
-		name = guc.Fold(strings.ReplaceAll(name, "-", "_"))
-		switch {
-		case ok && name == "tenant":
+		if !ok {
+			return fatal(codeSyntaxError, fmt.Sprintf("option %q needs a value: -c name=value", setting))
+		}
+		name = strings.ReplaceAll(name, "-", "_")
+		if guc.Fold(name) == "tenant" {
 			if err := req.choose(value); err != nil {
 				return err
 			}
-		case rules.isReserved(name):
-			return reservedAtStartup("option", name)
-		default:
-			return fatal(codeFeatureNotSupported, fmt.Sprintf("unsupported option %q: tenantproxy accepts only -c tenant=NAME in options", setting))
+			continue
+		}
+		if rules.isReserved(guc.Fold(name)) {
+			return reservedAtStartup("option", guc.Fold(name))
+		}
+		if err := rules.takeSetting(req, name, value); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -548,3 +548,72 @@ func TestExplainOnlyForTrustedUsers(t *testing.T) {
 		})
 	}
 }
+
+// In transaction pooling a client's session settings are carried to whichever backend serves
+// it (SET, SET SESSION CHARACTERISTICS, set_config, RESET, startup parameters and options), and
+// reach no other client.
+func TestSessionSettingsAreCarried(t *testing.T) {
+	db := pgtest.New(t)
+	p := startProxy(t, db, "transaction", func(c *config.Config) { c.Pool.Size = 2 })
+	conn := p.connect(t, "alice", "statement_timeout=7000", "options=-c%20lock_timeout%3D3s%20--work-mem%3D12MB")
+	other := p.connect(t, "bob")
+	for _, sql := range []string{
+		"SET search_path TO llmspell, public",
+		"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+		"SET client_min_messages TO 'warning'",
+		"SET myapp.flag = 'on'",
+		"SELECT set_config('extra_float_digits', '2', false)",
+		"BEGIN; SET idle_in_transaction_session_timeout = '9s'; COMMIT",
+		"BEGIN; SET maintenance_work_mem = '99MB'; ROLLBACK",
+		"SET cursor_tuple_fraction = 0.5; RESET cursor_tuple_fraction",
+	} {
+		mustExec(t, conn, sql)
+	}
+	want := map[string]string{
+		"statement_timeout": "7s", "lock_timeout": "3s", "work_mem": "12MB", "search_path": "llmspell, public",
+		"default_transaction_isolation": "repeatable read", "client_min_messages": "warning", "myapp.flag": "on",
+		"extra_float_digits": "2", "idle_in_transaction_session_timeout": "9s", "maintenance_work_mem": "64MB",
+		"cursor_tuple_fraction": "0.1",
+	}
+	check := func(who string) {
+		t.Helper()
+		for name, value := range want {
+			if got := queryString(t, conn, "SELECT current_setting($1)", name); got != value {
+				t.Errorf("%s: %s is %q, want %q", who, name, got, value)
+			}
+		}
+	}
+	check("on the backend that ran the SETs")
+	// Hold that backend in a transaction of another client's, so the next statement of
+	// alice's runs on the other one; then the other way round.
+	for range 2 {
+		tx, err := other.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		check("on another backend")
+		for name := range want {
+			if name == "maintenance_work_mem" || name == "cursor_tuple_fraction" {
+				continue // at their defaults for alice too
+			}
+			var got string
+			if err := tx.QueryRow(ctx, "SELECT coalesce(current_setting($1, true), '')", name).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got == want[name] {
+				t.Errorf("bob's transaction sees alice's %s = %q", name, got)
+			}
+		}
+		tx.Commit(ctx)
+	}
+	// RESET ALL takes alice back to her startup settings, on every backend.
+	mustExec(t, conn, "RESET ALL")
+	for name, value := range map[string]string{"statement_timeout": "7s", "lock_timeout": "3s", "work_mem": "12MB", "search_path": `"$user", public`, "default_transaction_isolation": "read committed"} {
+		if got := queryString(t, conn, "SELECT current_setting($1)", name); got != value {
+			t.Errorf("after RESET ALL %s is %q, want %q", name, got, value)
+		}
+	}
+}

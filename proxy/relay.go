@@ -32,14 +32,26 @@ func (c *clientConn) drain() error {
 	}
 }
 
-// writeAnswer writes the proxy's own answer for a request it did not send.
+// writeAnswer writes the proxy's own answer for a request it did not send. A Sync or Query
+// answered without a status takes the backend's (or 'I' without one).
 func (c *clientConn) writeAnswer(r request) {
 	if r.Err != nil {
 		writeError(c.out, asPgError(r.Err))
 	}
 	switch r.Kind {
 	case queue.Sync, queue.Query:
-		writeReady(c.out, r.Status)
+		if r.Err == nil && r.Undo.tag != "" {
+			c.out.Commit(wire.AppendCommandComplete(c.out.Bytes(), r.Undo.tag))
+			c.statements.closed(&r)
+		}
+		status := r.Status
+		if status == 0 {
+			status = 'I'
+			if c.backend != nil {
+				status = c.backend.TxStatus()
+			}
+		}
+		writeReady(c.out, status)
 	case queue.Parse:
 		if r.Err == nil {
 			c.out.Commit(wire.AppendParseComplete(c.out.Bytes()))

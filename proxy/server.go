@@ -81,7 +81,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		tenants:      policy.NewTenants(),
 		users:        map[string]userAuth{},
 		mode:         mode,
-		startupRules: startupRules{reserved: cfg.Tenancy.ReservedPrefixes, allowSearchPath: cfg.Tenancy.AllowSearchPath},
+		startupRules: startupRules{reserved: cfg.Tenancy.ReservedPrefixes},
 		clients:      map[uint32]*clientConn{},
 	}
 	if _, err := rand.Read(s.mockSalt[:]); err != nil {

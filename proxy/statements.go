@@ -22,6 +22,9 @@ type statements interface {
 	dropAll(b *session.Backend)
 	// querySent follows a simple Query, which drops the unnamed statement.
 	querySent()
+	// deallocate answers a lone SQL DEALLOCATE name, when the strategy must (reporting whether
+	// it did); otherwise it goes to the server.
+	deallocate(c *clientConn, name string) bool
 	// checkedOut readies a backend just given to the client, before its first message.
 	checkedOut(b *session.Backend)
 	// closed follows a Close the proxy answered, once it takes effect.
@@ -40,6 +43,8 @@ type undo struct {
 	name string
 	// forget: a Parse under the client's name; if it fails, the client's name is gone too.
 	forget bool
+	// tag is the CommandComplete the proxy writes for a Query it answers itself.
+	tag string
 }
 
 type request = queue.Request[undo]
@@ -68,12 +73,13 @@ func (passThrough) closeStatement(c *clientConn, msg, _ []byte) error {
 	return c.forward(b, msg, queue.Close)
 }
 
-func (passThrough) dropAll(b *session.Backend)  { b.Prepared.Clear() }
-func (passThrough) querySent()                  {}
-func (passThrough) checkedOut(*session.Backend) {}
-func (passThrough) closed(*request)             {}
-func (passThrough) undo(*request)               {}
-func (passThrough) leave()                      {}
+func (passThrough) dropAll(b *session.Backend)          { b.Prepared.Clear() }
+func (passThrough) querySent()                          {}
+func (passThrough) deallocate(*clientConn, string) bool { return false }
+func (passThrough) checkedOut(*session.Backend)         {}
+func (passThrough) closed(*request)                     {}
+func (passThrough) undo(*request)                       {}
+func (passThrough) leave()                              {}
 
 // shared is transaction mode: the client's statements live on the pool's backends under
 // pool-wide names, prepared on whichever backend serves the client, shared by the clients of
@@ -117,7 +123,7 @@ func (s *shared) parse(c *clientConn, b *session.Backend, msg, name, query, type
 	clientName := string(name)
 	s.hold(clientName, stmt)
 	if b.Prepared.Has(stmt) {
-		c.queue.Push(request{Kind: queue.Parse, Answered: true, Undo: undo{stmt, clientName, true}})
+		c.queue.Push(request{Kind: queue.Parse, Answered: true, Undo: undo{stmt: stmt, name: clientName, forget: true}})
 		return nil
 	}
 	s.prepareOn(b, stmt, clientName, false)
@@ -155,7 +161,7 @@ func (s *shared) drop(name string) {
 func (s *shared) prepareOn(b *session.Backend, stmt *session.Statement, name string, own bool) {
 	s.closeOn(b, b.Prepared.Add(stmt))
 	b.Out.Write(stmt.Parse)
-	s.c.queue.Push(request{Kind: queue.Parse, Own: own, ShowError: own, Undo: undo{stmt, name, !own}})
+	s.c.queue.Push(request{Kind: queue.Parse, Own: own, ShowError: own, Undo: undo{stmt: stmt, name: name, forget: !own}})
 }
 
 // closeOn closes statements on b, out of the client's sight (closing a statement the server does
@@ -270,6 +276,26 @@ func (s *shared) dropAll(b *session.Backend) {
 }
 
 func (s *shared) querySent() { s.unnamed = nil }
+
+// deallocate answers SQL DEALLOCATE of a statement the client prepared through the protocol
+// (ActiveRecord does so), as the server would: the name is the client's, and the statement is let
+// go once the answer is given. Its errors behave as the server's (inside a transaction, the
+// transaction fails).
+func (s *shared) deallocate(c *clientConn, name string) bool {
+	c.statements.querySent()
+	if c.backend != nil && c.backend.TxStatus() == 'E' {
+		c.refuseSimple(errorf(codeInFailedTransaction, "current transaction is aborted, commands ignored until end of transaction block"))
+		return true
+	}
+	stmt := s.take(name)
+	if stmt == nil {
+		c.refuseSimple(errorf("26000", fmt.Sprintf("prepared statement %q does not exist", name)))
+		return true
+	}
+	c.queue.Push(request{Kind: queue.Query, Answered: true, Undo: undo{stmt: stmt, name: name, tag: "DEALLOCATE"}})
+	c.queue.FlushPoint()
+	return true
+}
 
 func (s *shared) undo(r *request) {
 	stmt := r.Undo.stmt

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tenantproxy/tenantproxy/internal/guc"
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 )
 
@@ -164,8 +165,54 @@ func (b *Backend) Exec(sql string) error {
 	return b.readUntilReady()
 }
 
+// QueryRows runs sql (simple protocol) and returns its rows as text, a NULL as nil.
+func (b *Backend) QueryRows(sql string) ([][]*string, error) {
+	b.Out.Commit(wire.AppendQuery(b.Out.Bytes(), sql))
+	if err := b.Out.Flush(); err != nil {
+		return nil, err
+	}
+	var rows [][]*string
+	err := b.readUntilReadyWith(func(row []byte) error {
+		values, err := decodeDataRow(row)
+		rows = append(rows, values)
+		return err
+	})
+	return rows, err
+}
+
+// decodeDataRow reads a DataRow's values as text.
+func decodeDataRow(msg []byte) ([]*string, error) {
+	body := msg[wire.HeaderSize:]
+	if len(body) < 2 {
+		return nil, errors.New("backend: malformed DataRow")
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	values := make([]*string, n)
+	for i := range values {
+		if len(body) < 4 {
+			return nil, errors.New("backend: malformed DataRow")
+		}
+		size := int32(binary.BigEndian.Uint32(body))
+		body = body[4:]
+		if size < 0 {
+			continue
+		}
+		if int(size) > len(body) {
+			return nil, errors.New("backend: malformed DataRow")
+		}
+		v := string(body[:size])
+		values[i] = &v
+		body = body[size:]
+	}
+	return values, nil
+}
+
 // readUntilReady consumes the responses to one Query, ending at ReadyForQuery.
-func (b *Backend) readUntilReady() error {
+func (b *Backend) readUntilReady() error { return b.readUntilReadyWith(nil) }
+
+// readUntilReadyWith is readUntilReady passing each DataRow to row, when set.
+func (b *Backend) readUntilReadyWith(row func([]byte) error) error {
 	var failed error
 	for {
 		typ, msg, err := b.In.Next()
@@ -186,8 +233,28 @@ func (b *Backend) readUntilReady() error {
 			}
 		case wire.ParameterStatus:
 			b.NoteParameter(msg)
+		case wire.DataRow:
+			if row != nil && failed == nil {
+				failed = row(msg)
+			}
 		}
 	}
+}
+
+// NoteSessionSettings records the unreported settings the session holds now, as the server
+// listed them (a client changed some): what the pool knew of them is replaced.
+func (b *Backend) NoteSessionSettings(values map[string]string) {
+	for name := range b.params {
+		if !b.Reports(name) {
+			delete(b.params, name)
+		}
+	}
+	for name, value := range values {
+		if !b.Reports(name) {
+			b.params[name] = value
+		}
+	}
+	b.settingsKey = ""
 }
 
 // NoteParameter records a ParameterStatus message.
@@ -248,10 +315,25 @@ func (b *Backend) Alive() bool {
 	return errors.Is(rerr, syscall.EAGAIN)
 }
 
-// SetStatement builds "SET name = 'value'" for a setting name from the allow-list and a value
-// the caller validated (no quotes or backslashes can reach here, but quote anyway).
+// SetStatement builds the statement that gives a setting a value: SET name = 'value', the value
+// quoted; a list of identifiers as the server shows one (search_path) is written as it is, since
+// SET would take a quoted list for one name. The name must be one the server accepted (a client's
+// choice applied once, or the proxy's own), quoted as an identifier where it must be.
 func SetStatement(name, value string) string {
-	return "SET " + name + " = '" + strings.ReplaceAll(value, "'", "''") + "'"
+	if setting, _ := guc.Lookup(name); setting.ListQuote && strings.TrimSpace(value) != "" && guc.ValidIdentifierList(value) {
+		return "SET " + quoteSettingName(name) + " = " + value
+	}
+	return "SET " + quoteSettingName(name) + " = '" + strings.ReplaceAll(value, "'", "''") + "'"
+}
+
+// quoteSettingName quotes each part of a setting name as an identifier: the server finds a
+// setting by its name in any case, and a name a client chose cannot change the statement.
+func quoteSettingName(name string) string {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+	}
+	return strings.Join(parts, ".")
 }
 
 // cancelRequest sends a CancelRequest for pid and secret to the server at network/address and

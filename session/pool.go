@@ -112,7 +112,14 @@ func (p *Pool) Acquire(ctx context.Context, c Client) (*Backend, error) {
 			continue
 		}
 		if err := p.ApplyContext(b, c.Tenant, c.Settings); err != nil {
-			p.Discard(b)
+			// The server refused a setting of the client's: the statements ran in one implicit
+			// transaction, so none took effect, and the session is as good as before.
+			var refused ServerError
+			if errors.As(err, &refused) && b.txStatus == 'I' {
+				p.Release(b)
+			} else {
+				p.Discard(b)
+			}
 			return nil, err
 		}
 		return b, nil
@@ -326,23 +333,21 @@ func (p *Pool) ApplyContext(b *Backend, tenant string, want *Settings) error {
 	return nil
 }
 
-// trackedSettings are the reported settings a client may change: every other client of a
-// backend gets the session's default for those it did not choose.
-var trackedSettings = guc.Names(func(s guc.Setting) bool { return s.Tracked })
-
 // settingsSQL is what ApplyContext must send, or "".
 func (p *Pool) settingsSQL(b *Backend, tenant string, want map[string]string) string {
 	var parts []string
 	if b.tenant != tenant {
 		parts = append(parts, SetStatement(p.cfg.Setting, tenant))
 	}
-	for _, name := range trackedSettings {
+	// The reported settings are known from the server; a client that did not choose one gets
+	// the session's default, whatever the backend's previous client chose.
+	for name, def := range b.defaults {
 		value, wanted := want[name]
 		if !wanted {
-			value = b.defaults[name]
+			value = def
 		}
-		switch {
-		case b.params[name] == value:
+		switch setting, _ := guc.Lookup(name); {
+		case b.params[name] == value || setting.ReadOnly:
 		case wanted:
 			parts = append(parts, SetStatement(name, value))
 		default:

@@ -140,16 +140,25 @@ func TestSettingsFollowTheClient(t *testing.T) {
 	p.Release(b)
 }
 
-// A session whose settings cannot be put in place is closed, never handed out half-prepared.
-func TestFailedPrepareDiscardsTheSession(t *testing.T) {
-	p := newPool(t, pgtest.New(t), nil)
+// A setting the server refuses fails the checkout, never handing out a half-prepared session;
+// the session, whose statements rolled back together, serves the next client.
+func TestRefusedSettingFailsTheCheckoutOnly(t *testing.T) {
+	p := newPool(t, pgtest.New(t), func(c *session.Config) { c.Size = 1 })
 	_, err := p.Acquire(ctx, session.Client{Tenant: "acme", Settings: session.NewSettings(map[string]string{"TimeZone": "Nowhere/Bogus"})})
 	var se session.ServerError
 	if !errors.As(err, &se) || se.SQLState() != "22023" {
 		t.Fatalf("want invalid_parameter_value, got %v", err)
 	}
-	if s := p.Stats(); s.Discards != 1 || s.Open != 0 {
-		t.Errorf("after a failed prepare: %+v", s)
+	if s := p.Stats(); s.Discards != 0 || s.Open != 1 || s.Idle != 1 {
+		t.Errorf("after a refused setting: %+v", s)
+	}
+	b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(b)
+	if got := show(t, b, "app.current_tenant_id"); got != "acme" || show(t, b, "TimeZone") == "Nowhere/Bogus" {
+		t.Errorf("tenant %q, TimeZone %q", got, show(t, b, "TimeZone"))
 	}
 }
 

@@ -33,6 +33,14 @@ func (s *Settings) Get(name string) (string, bool) {
 	return v, ok
 }
 
+// Delete forgets a setting: the client has the session's default.
+func (s *Settings) Delete(name string) {
+	if _, ok := s.values[name]; ok {
+		delete(s.values, name)
+		s.rekey()
+	}
+}
+
 // Set changes a setting (a no-op when it already has value).
 func (s *Settings) Set(name, value string) {
 	if old, ok := s.values[name]; ok && old == value {
@@ -42,14 +50,11 @@ func (s *Settings) Set(name, value string) {
 	s.rekey()
 }
 
-// ParseKey stands for the settings that change what a statement means once parsed: the
-// server turns literals into values as it parses (a date under DateStyle, an interval under
-// IntervalStyle, a timestamp under TimeZone), and a prepared statement keeps them; the text
-// itself is read in client_encoding.
+// ParseKey stands for the settings that change what a statement means once parsed (see
+// guc.Setting.Parse): the server turns literals into values as it parses (a date under DateStyle,
+// a timestamp under TimeZone, a regclass under search_path), and a prepared statement keeps them;
+// the text itself is read in client_encoding.
 func (s *Settings) ParseKey() string { return s.parseKey }
-
-// parseSettings are the settings whose values the server folds into a statement as it parses.
-var parseSettings = guc.Names(func(s guc.Setting) bool { return s.Parse })
 
 // Clone is an independent copy.
 func (s *Settings) Clone() *Settings { return NewSettings(s.values) }
@@ -68,11 +73,11 @@ func (s *Settings) rekey() {
 	}
 	s.key = b.String()
 	b.Reset()
-	for _, name := range parseSettings {
-		if v, ok := s.values[name]; ok {
+	for _, name := range s.Names() {
+		if setting, _ := guc.Lookup(name); setting.Parse {
 			b.WriteString(name)
 			b.WriteByte('=')
-			b.WriteString(v)
+			b.WriteString(s.values[name])
 			b.WriteByte(0)
 		}
 	}

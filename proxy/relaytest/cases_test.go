@@ -54,7 +54,7 @@ func TestContextIsSetBeforeTheClientsFirstMessage(t *testing.T) {
 	c.send(&pgproto3.Query{String: "SELECT 1"})
 	want(t, "answers", c.answers(1), "CommandComplete", "Z I")
 	want(t, "the backend saw", f.session(0).log(),
-		"Query SET app.current_tenant_id = 'acme'", "Query SELECT 1")
+		"Query SET \"app\".\"current_tenant_id\" = 'acme'", "Query SELECT 1")
 }
 
 // An error in the middle of an extended-query group: the server skips to Sync, and so does the

@@ -67,8 +67,8 @@ func TestDrivers(t *testing.T) {
 					tg := proxies[mode].target(c.name)
 					start := tg.logs.size()
 					t.Cleanup(func() {
-						if t.Failed() {
-							t.Logf("proxy log:\n%s", tg.logs.since(start))
+						if logs := tg.logs.since(start); t.Failed() && logs != "" {
+							t.Logf("proxy log:\n%s", logs)
 						}
 					})
 					c.run(t, tg)

@@ -30,17 +30,17 @@ func runLibPQ(t *testing.T, tg *target) {
 	}
 
 	failed(t, "commit", inTx(ctx, db, func(tx *sql.Tx) error {
-		for _, step := range []func() error{
-			func() error { return insert(tx, "committed") },
-			func() error { _, err := tx.ExecContext(ctx, "SAVEPOINT before_savepoint"); return err },
-			func() error { return insert(tx, "savepoint") },
-			func() error { _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT before_savepoint"); return err },
-		} {
-			if err := step(); err != nil {
-				return err
-			}
+		if err := insert(tx, "committed"); err != nil {
+			return err
 		}
-		return nil
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT before_savepoint"); err != nil {
+			return err
+		}
+		if err := insert(tx, "savepoint"); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT before_savepoint")
+		return err
 	}))
 
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})

@@ -18,11 +18,6 @@ DATABASE = os.environ["COMPAT_DATABASE"]
 TENANT = os.environ["COMPAT_TENANT"]
 SEED_ID = os.environ["COMPAT_SEED_ID"]
 
-INSERT = "INSERT INTO llmspell.entities (tenant_id, entity_type, name) VALUES (%s, 'compat', %s)"
-INSERT_WITH_ID = ("INSERT INTO llmspell.entities (tenant_id, id, entity_type, name) "
-                  "VALUES (%s, %s, 'compat', %s)")
-
-
 class Rollback(Exception):
     """Raised to leave a transaction block by rolling it back."""
 

@@ -2,8 +2,8 @@
 
    python3 compat_psycopg.py          (settings: see compat_common.py)
 """
-from compat_common import (DATABASE, HOST, INSERT, INSERT_WITH_ID, PASSWORD, PORT, SEED_ID,
-                           TENANT, USER, Rollback, need, report, sqlstate, step)
+from compat_common import (DATABASE, HOST, PASSWORD, PORT, SEED_ID, TENANT, USER, Rollback, need,
+                           report, sqlstate, step)
 
 try:
     import psycopg
@@ -14,6 +14,10 @@ try:
     from psycopg_pool import ConnectionPool
 except ImportError:
     need("python3-psycopg-pool")
+
+INSERT = "INSERT INTO llmspell.entities (tenant_id, entity_type, name) VALUES (%s, 'compat', %s)"
+INSERT_WITH_ID = ("INSERT INTO llmspell.entities (tenant_id, id, entity_type, name) "
+                  "VALUES (%s, %s, 'compat', %s)")
 
 
 def main():

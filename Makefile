@@ -9,14 +9,16 @@ GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
 run: build db
 	scripts/run-demo
 
-# Every test: go vet, then the Go suite (unit, database, proxy, psql and node-postgres clients).
+# Every test: go vet, then the Go suite (unit, database, proxy, psql and node-postgres clients, and
+# the compatibility suite of real drivers and ORMs in compat/).
 test: deps vet
 	$(GO) test -count=1 ./...
 
-# Install what the tests need when it is missing: PostgreSQL, pgvector, Node.js and node-postgres.
+# Install what the tests need when it is missing: PostgreSQL, pgvector, Node.js, and the drivers
+# and ORMs the compatibility suite runs (Debian packages, npm packages of tests/node).
 deps:
 	scripts/pgenv install
-	scripts/node-deps
+	scripts/drivers-deps
 
 build:
 	$(GO) build -o bin/tenantproxy ./cmd/tenantproxy

@@ -25,16 +25,20 @@ func (c *clientConn) acquire() (*session.Backend, *pgError) {
 	c.mu.Lock()
 	c.backend = b
 	c.mu.Unlock()
-	c.statements.checkedOut(b)
 	return b, nil
 }
 
-// ensureBackend makes sure a backend serves the client before a message is forwarded.
+// ensureBackend makes sure a backend serves the client before a message is forwarded, and
+// readies a backend just checked out for the client's messages.
 func (c *clientConn) ensureBackend() (*session.Backend, *pgError) {
 	if c.backend != nil {
 		return c.backend, nil
 	}
-	return c.acquire()
+	b, perr := c.acquire()
+	if perr == nil {
+		c.statements.checkedOut(b)
+	}
+	return b, perr
 }
 
 // hungUp reports whether the client closed its connection: a checkout that waits asks, so that

@@ -280,3 +280,17 @@ func truncated(lines []string) []string {
 	}
 	return out
 }
+
+// A login sends nothing to the backend it greets with: the closing of released statements waits
+// for the client's first message, so no other client inherits it.
+func TestLoginLeavesNothingOnTheBackend(t *testing.T) {
+	f := startFake(t)
+	addr := startProxy(t, f)
+	a := connect(t, addr)
+	a.send(&pgproto3.Parse{Name: "s", Query: "SELECT 's'"}, &pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+	want(t, "Parse and Close", a.answers(1), "ParseComplete", "CloseComplete", "Z I")
+	connect(t, addr) // logs in while a released statement waits to be closed, and stays idle
+	c := connect(t, addr)
+	c.send(&pgproto3.Query{String: "SELECT 1"})
+	want(t, "a third client", c.answers(1), "CommandComplete", "Z I")
+}

@@ -108,9 +108,13 @@ type Verdict struct {
 	// Deallocate is the name of a text that is exactly DEALLOCATE name: in transaction pooling
 	// the proxy answers it for the client's protocol-level statements.
 	Deallocate string
-	// Rewrite, when set, is the text to send instead: every set_config call goes to the
-	// database's wrapper (lockdown.SetConfigWrapper), which refuses the tenant context itself.
+	// Rewrite, when set, is the text to send instead: every set_config and pg_notify call goes to
+	// the database's wrapper of it (lockdown.SetConfigWrapper, lockdown.NotifyWrapper), which
+	// keeps the tenant context, and the tenant's channels, itself.
 	Rewrite string
+	// Channels is set for LISTEN, UNLISTEN and NOTIFY: the proxy maps the channel names onto the
+	// client's tenant's own (LISTEN is refused in transaction pooling).
+	Channels bool
 	// Explains is set for EXPLAIN: its row estimates come from statistics sampled over every
 	// tenant's rows, and EXPLAIN ANALYZE counts rows the policies filtered out, so the proxy
 	// refuses it but to users trusted with it.
@@ -251,8 +255,8 @@ func (g *Guard) Inspect(sql []byte) Verdict {
 		}
 	}
 	v := in.verdict()
-	if !v.Refused && len(in.setConfigCalls) > 0 {
-		rewrite, err := toSetConfigWrapper(sql, in.setConfigCalls)
+	if !v.Refused && len(in.wrapped) > 0 {
+		rewrite, err := toWrappers(sql, in.wrapped)
 		if err != nil {
 			return unparsableVerdict(err.Error())
 		}

@@ -30,7 +30,7 @@ import (
 //   - writes to pg_settings, and views over it: pg_settings.
 //   - persistent settings, role DDL, code definitions: ALTER, CREATE, DROP, GRANT, REVOKE or
 //     REASSIGN (GRANT r TO u, REVOKE r FROM u, DROP USER u and DROP OWNED BY u carry no other).
-//   - EXPLAIN, DO, LOAD, COPY, LISTEN, NOTIFY, PREPARE (statements and transactions), EXECUTE,
+//   - EXPLAIN, DO, LOAD, COPY, LISTEN, UNLISTEN, NOTIFY, PREPARE (statements and transactions), EXECUTE,
 //     DEALLOCATE, DISCARD, WITH HOLD, COMMIT/ROLLBACK PREPARED: their keywords.
 //   - temporary objects: TEMP or TEMPORARY, or a pg_temp, pg_temp_N or pg_toast_temp_N schema
 //     ("_temp").
@@ -50,7 +50,7 @@ import (
 
 // prefilterKeywords are matched as whole words.
 var prefilterKeywords = []string{
-	"reset", "copy", "load", "listen", "notify", "prepare", "prepared", "execute", "deallocate", "explain",
+	"reset", "copy", "load", "listen", "unlisten", "notify", "prepare", "prepared", "execute", "deallocate", "explain",
 	"discard", "hold", "temp", "temporary", "alter", "create",
 	// role DDL that carries no other trigger
 	"grant", "revoke", "drop", "reassign",

@@ -31,9 +31,12 @@ type inspection struct {
 	single bool
 	// deallocate is the name of a lone DEALLOCATE name.
 	deallocate string
-	// setConfigCalls are the byte offsets of set_config calls in the text.
-	setConfigCalls []int
-	views          int // depth inside CREATE VIEW
+	// wrapped are the byte offsets of the calls to send to a wrapper (set_config, pg_notify),
+	// with the wrapper.
+	wrapped map[int]string
+	// channels: the text names notification channels (LISTEN, UNLISTEN, NOTIFY).
+	channels bool
+	views    int // depth inside CREATE VIEW
 }
 
 func (in *inspection) verdict() Verdict {
@@ -46,7 +49,7 @@ func (in *inspection) verdict() Verdict {
 	return Verdict{
 		ResetsContext: in.resets, DropsStatements: in.drops, ChangesSettings: in.changes || in.resets,
 		ChangesSessionSettings: in.sessionChanges || in.resets, CustomSettings: strings.Join(in.custom, ","),
-		Explains: in.explains, Deallocate: in.deallocate,
+		Explains: in.explains, Deallocate: in.deallocate, Channels: in.channels,
 	}
 }
 
@@ -274,10 +277,14 @@ func (in *inspection) node(msg any) {
 			in.deny("server-file", "tenantproxy: COPY to or from a server file or program is refused: only COPY ... STDIN and STDOUT are allowed",
 				"Use COPY ... FROM STDIN or COPY ... TO STDOUT.")
 		}
+	// Notification channels are shared by the whole database: the proxy gives each tenant its
+	// own, mapping the names of LISTEN, UNLISTEN and NOTIFY (and pg_notify goes to a wrapper
+	// that does the same in the database). A listening session outlives the transaction.
 	case *pg_query.ListenStmt:
-		in.deny("notify", "tenantproxy: LISTEN is refused: notification channels are shared by every tenant of the database", "")
-	case *pg_query.NotifyStmt:
-		in.deny("notify", "tenantproxy: NOTIFY is refused: notification channels are shared by every tenant of the database", "")
+		in.channels = true
+		in.notPooled("listen", "LISTEN", "LISTEN needs a session of its own: connect to a proxy in session pooling (pool.mode = \"session\"). NOTIFY works in either mode.")
+	case *pg_query.UnlistenStmt, *pg_query.NotifyStmt:
+		in.channels = true
 
 	case *pg_query.PrepareStmt:
 		in.notPooled("sql-prepare", "PREPARE", sqlPrepareHint)
@@ -385,8 +392,12 @@ func (in *inspection) funcCall(fc *pg_query.FuncCall) {
 		return
 	}
 	name := guc.Fold(parts[len(parts)-1].GetString_().GetSval())
-	if name == "set_config" {
+	switch name {
+	case "set_config":
 		in.setConfig(fc)
+		return
+	case "pg_notify":
+		in.wrap(fc, lockdown.NotifyWrapper) // the wrapper notifies on the tenant's own channel
 		return
 	}
 	if rule, ok := refusedFunction(name); ok {
@@ -408,6 +419,14 @@ func (in *inspection) funcCall(fc *pg_query.FuncCall) {
 		in.notPooled("session-state", "setseed, which seeds the session's random(),",
 			"Use session pooling for reproducible random sequences.")
 	}
+}
+
+// wrap sends a function call to the database's wrapper of it.
+func (in *inspection) wrap(fc *pg_query.FuncCall, wrapper string) {
+	if in.wrapped == nil {
+		in.wrapped = map[int]string{}
+	}
+	in.wrapped[int(fc.GetLocation())] = wrapper
 }
 
 // noteCustom records a custom setting (a name with a dot) changed at session level.
@@ -440,7 +459,7 @@ func (in *inspection) setConfig(fc *pg_query.FuncCall) {
 	// Whatever it sets, it sets through the database's wrapper (which refuses the reserved
 	// namespace, identity and the lexer settings itself): set_config stays revoked.
 	in.changes = true
-	in.setConfigCalls = append(in.setConfigCalls, int(fc.GetLocation()))
+	in.wrap(fc, lockdown.SetConfigWrapper)
 	args := fc.GetArgs()
 	in.sessionChanges = in.sessionChanges || len(args) < 3 || !isTrueConstant(args[2])
 	var name string

@@ -12,6 +12,11 @@
 // This package imports nothing of this module.
 package lockdown
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
 // Rule is why a group of functions is revoked. Its value is the rule id for the guard's
 // refusal of one of them.
 type Rule string
@@ -85,3 +90,20 @@ var revokedByName = func() map[string]Rule {
 // the settings that change how the server reads a text, then calls set_config, which stays
 // revoked from the app role. pg_dump and ORMs call set_config; the migrations create it.
 const SetConfigWrapper = "tenantproxy.set_config"
+
+// NotifyWrapper is the function every pg_notify a client sends is rewritten to call: it
+// notifies on the channel of the client's tenant (ChannelPrefix), as the proxy maps the names of
+// LISTEN, UNLISTEN and NOTIFY, so that no tenant hears another's. pg_notify stays revoked.
+const NotifyWrapper = "tenantproxy.pg_notify"
+
+// ChannelPrefix is what the proxy and NotifyWrapper put before a channel name to make it the
+// tenant's own: "t", 16 hex digits of the SHA-256 of the tenant's name, and "_" (18 bytes, so a
+// client's channel name may have 45, PostgreSQL's names having 63). migrations/sql/006_notify.sql
+// computes the same in SQL.
+func ChannelPrefix(tenant string) string {
+	sum := sha256.Sum256([]byte(tenant))
+	return "t" + hex.EncodeToString(sum[:8]) + "_"
+}
+
+// MaxChannelName is the longest channel name a client may use.
+const MaxChannelName = 63 - 18

@@ -205,11 +205,12 @@ func (r rlsTemplates) Table(table string) (string, error) {
 
 func templateData(schema string) map[string]any {
 	return map[string]any{
-		"schema":       pgx.Identifier{schema}.Sanitize(),
-		"owner":        pgx.Identifier{OwnerRole}.Sanitize(),
-		"app":          pgx.Identifier{AppRole}.Sanitize(),
-		"ownerLiteral": quoteLiteral(OwnerRole),
-		"appLiteral":   quoteLiteral(AppRole),
+		"schema":         pgx.Identifier{schema}.Sanitize(),
+		"owner":          pgx.Identifier{OwnerRole}.Sanitize(),
+		"app":            pgx.Identifier{AppRole}.Sanitize(),
+		"ownerLiteral":   quoteLiteral(OwnerRole),
+		"appLiteral":     quoteLiteral(AppRole),
+		"settingLiteral": quoteLiteral(DefaultSetting),
 		// The namespace of the tenant context's setting, "app.".
 		"reservedPrefixLiteral": quoteLiteral(DefaultSetting[:strings.IndexByte(DefaultSetting, '.')+1]),
 		"rls":                   rlsTemplates{schema: schema},

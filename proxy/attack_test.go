@@ -441,7 +441,6 @@ const (
 	msgRoleDDL          = "roles are managed outside the proxy"
 	msgDynamic          = "it runs SQL the proxy cannot inspect"
 	msgCode             = "code defined here would run SQL the proxy cannot inspect"
-	msgNotify           = "notification channels are shared by every tenant"
 	msgLargeObj         = "large objects are shared by every tenant"
 	msgLexer            = "the proxy must read statements as the server does"
 	msgRLS              = "row-level security policy"

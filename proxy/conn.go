@@ -49,6 +49,8 @@ type clientConn struct {
 	// idle: the client waits for its next message, with no transaction open; Shutdown may end
 	// it there.
 	idle atomic.Bool
+	// listening: the client may LISTEN (session mode): its backend is watched while it waits.
+	listening bool
 
 	queue      *queue.Queue[undo]
 	statements statements

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"github.com/tenantproxy/tenantproxy/guard"
 	"github.com/tenantproxy/tenantproxy/internal/wire"
+	"github.com/tenantproxy/tenantproxy/lockdown"
 	"github.com/tenantproxy/tenantproxy/proxy/queue"
 	"github.com/tenantproxy/tenantproxy/session"
 )
@@ -35,9 +37,12 @@ func (c *clientConn) handleQuery(msg []byte) error {
 		return nil
 	}
 	c.session.applyEffects(b, v)
-	if v.Rewrite != "" {
-		b.Out.Commit(wire.AppendQuery(b.Out.Bytes(), v.Rewrite))
-	} else {
+	switch rewrite, perr := c.rewrite(text, v); {
+	case perr != nil:
+		return c.refuseSimple(perr)
+	case rewrite != "":
+		b.Out.Commit(wire.AppendQuery(b.Out.Bytes(), rewrite))
+	default:
 		b.Out.Write(msg)
 	}
 	c.queue.Push(request{Kind: queue.Query})
@@ -61,11 +66,15 @@ func (c *clientConn) handleParse(msg []byte) error {
 	if perr != nil {
 		return c.failExtended(perr)
 	}
+	rewrite, perr := c.rewrite(query, v)
+	if perr != nil {
+		return c.failExtended(perr)
+	}
 	// Its effects happen each time it is executed: remember the statements that have some.
 	c.session.rememberEffects(name, v)
 	c.session.applyEffects(b, v)
-	if v.Rewrite != "" {
-		query = []byte(v.Rewrite)
+	if rewrite != "" {
+		query = []byte(rewrite)
 		msg = wire.AppendParse(nil, name, query, types)
 	}
 	return c.statements.parse(c, b, msg, name, query, types)
@@ -137,6 +146,20 @@ func (c *clientConn) handleSync(msg []byte) error {
 	c.restoreBehind(b)
 	c.queue.FlushPoint()
 	return nil
+}
+
+// rewrite returns the text to send instead of text, "" when it goes as it is: function calls
+// sent to the database's wrappers (the guard's rewrite), and channel names mapped onto the
+// tenant's own.
+func (c *clientConn) rewrite(text []byte, v guard.Verdict) (string, *pgError) {
+	if !v.Channels {
+		return v.Rewrite, nil
+	}
+	if v.Rewrite != "" {
+		text = []byte(v.Rewrite)
+	}
+	c.listening = true
+	return mapChannels(text, lockdown.ChannelPrefix(c.session.tenant))
 }
 
 // restoreBehind sends, right behind a client's Query or Sync while the backend's context is

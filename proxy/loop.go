@@ -60,7 +60,12 @@ func (c *clientConn) waitForClient() error {
 				return errShuttingDown
 			}
 		}
-		_, _, err := c.in.PeekHeader()
+		var err error
+		if idle && c.listening && c.backend != nil {
+			err = c.waitListening()
+		} else {
+			_, _, err = c.in.PeekHeader()
+		}
 		c.idle.Store(false)
 		if err == nil {
 			return nil

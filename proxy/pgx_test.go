@@ -15,6 +15,7 @@ import (
 
 	"github.com/tenantproxy/tenantproxy/config"
 	"github.com/tenantproxy/tenantproxy/internal/pgtest"
+	"github.com/tenantproxy/tenantproxy/lockdown"
 )
 
 func TestEachUserSeesOnlyItsTenant(t *testing.T) {
@@ -616,4 +617,54 @@ func TestSessionSettingsAreCarried(t *testing.T) {
 			t.Errorf("after RESET ALL %s is %q, want %q", name, got, value)
 		}
 	}
+}
+
+// Each tenant has its own notification channels: a NOTIFY (or pg_notify) of one tenant reaches
+// the listeners of that tenant only, under the channel name they used, in session pooling (LISTEN
+// needs a session of its own) from either pool mode.
+func TestNotificationChannelsPerTenant(t *testing.T) {
+	db := pgtest.New(t)
+	session := startProxy(t, db, "session")
+	transaction := startProxy(t, db, "transaction")
+	alice := session.connect(t, "alice")   // acme
+	bob := session.connect(t, "bob")       // globex
+	mallory := session.connect(t, "carol") // acme or globex: acme by default, listens as globex's guess
+	mustExec(t, alice, "LISTEN jobs")
+	mustExec(t, bob, `LISTEN "jobs"`)
+	mustExec(t, mallory, `LISTEN "`+lockdown.ChannelPrefix("globex")+`jobs"`) // another tenant's mapped name
+
+	_, err := transaction.connect(t, "alice").Exec(ctx, "LISTEN jobs")
+	wantCode(t, err, "0A000", "LISTEN")
+
+	notifier := transaction.connect(t, "alice") // acme, in transaction pooling
+	mustExec(t, notifier, "NOTIFY jobs, 'for acme'")
+	mustExec(t, session.connect(t, "bob"), "SELECT pg_notify('jobs', 'for globex')")
+
+	expect := func(who string, conn *pgx.Conn, payload string) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := conn.WaitForNotification(wctx)
+		if err != nil {
+			t.Fatalf("%s: no notification: %v", who, err)
+		}
+		if n.Channel != "jobs" || n.Payload != payload {
+			t.Errorf("%s got %q on %q, want %q on \"jobs\"", who, n.Payload, n.Channel, payload)
+		}
+	}
+	expect("alice", alice, "for acme")
+	expect("bob", bob, "for globex")
+	// Nothing else arrives: not for mallory, and nothing more for the others (each was sent
+	// one notification; a second would be another tenant's).
+	for who, conn := range map[string]*pgx.Conn{"mallory": mallory, "alice": alice, "bob": bob} {
+		mustExec(t, conn, "SELECT 1") // any notification pending arrives with this answer
+		wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			t.Errorf("%s heard %q on %q", who, n.Payload, n.Channel)
+		}
+	}
+	_, err = alice.Exec(ctx, "LISTEN "+strings.Repeat("x", 46))
+	wantCode(t, err, "42622", "too long")
 }

@@ -78,7 +78,7 @@ func (c *clientConn) relayOne() error {
 		}
 		var st queue.Step
 		switch typ {
-		case wire.DataRow, wire.CopyData, wire.CopyDone, wire.NoticeResponse, wire.NotificationResponse,
+		case wire.DataRow, wire.CopyData, wire.CopyDone, wire.NoticeResponse,
 			wire.CopyOutResponse, wire.CopyBothResponse, wire.RowDescription:
 			// Streamed, whatever its size.
 			st = c.queue.Receive(queue.Message{Type: typ})
@@ -142,6 +142,9 @@ func (c *clientConn) inspect(b *session.Backend, typ byte, msg []byte) (queue.St
 	}
 	if typ == wire.ReadyForQuery {
 		b.NoteReady(m.Status)
+	}
+	if typ == wire.NotificationResponse && st.Show == queue.Pass {
+		msg = c.clientNotification(msg)
 	}
 	switch st.Show {
 	case queue.Pass:

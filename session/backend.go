@@ -103,6 +103,10 @@ func (b *Backend) Close() {
 // SetDeadline bounds every read and write until cleared with the zero time.
 func (b *Backend) SetDeadline(t time.Time) error { return b.conn.SetDeadline(t) }
 
+// SetReadDeadline bounds reads until cleared with the zero time; a read past it fails with
+// os.ErrDeadlineExceeded and leaves what was read buffered.
+func (b *Backend) SetReadDeadline(t time.Time) error { return b.conn.SetReadDeadline(t) }
+
 // TxStatus is the transaction status of the last ReadyForQuery: 'I', 'T' or 'E'.
 func (b *Backend) TxStatus() byte { return b.txStatus }
 

@@ -406,10 +406,10 @@ func TestGuardRefused(t *testing.T) {
 func TestGuardMessagesNameWhatIsRefused(t *testing.T) {
 	g := newGuard(guard.SessionMode)
 	for sql, want := range map[string]string{
-		`SET app.current_tenant_id = 'globex'`:                         `tenantproxy: SET of "app.current_tenant_id" is refused: the tenant context is set by the proxy`,
-		`RESET "App"."Current_Tenant_Id"`:                              `tenantproxy: RESET of "app.current_tenant_id" is refused`,
-		`SELECT set_config('app.current_tenant_id', 'b', false)`:       `set_config of "app.current_tenant_id" is refused`,
-		`ALTER USER tenantproxy_app PASSWORD 'x'`:                      `ALTER ROLE is refused`,
+		`SET app.current_tenant_id = 'globex'`:                       `tenantproxy: SET of "app.current_tenant_id" is refused: the tenant context is set by the proxy`,
+		`RESET "App"."Current_Tenant_Id"`:                            `tenantproxy: RESET of "app.current_tenant_id" is refused`,
+		`SELECT set_config('app.current_tenant_id', 'b', false)`:     `set_config of "app.current_tenant_id" is refused`,
+		`ALTER USER tenantproxy_app PASSWORD 'x'`:                    `ALTER ROLE is refused`,
 		`SELECT 1 FROM t; SELECT 1 FROM u; SELECT pg_read_file('a')`: `pg_read_file is refused`,
 		`CREATE TABLE (`: `tenantproxy could not parse this statement: syntax error at or near "("`,
 	} {

@@ -31,8 +31,8 @@ func TestUpTwiceIsANoOpAndStatusIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Current != 4 || st.Latest != 4 || len(st.Pending) != 0 {
-		t.Errorf("status: %+v, want version 4 of 4, nothing pending", st)
+	if st.Current != 5 || st.Latest != 5 || len(st.Pending) != 0 {
+		t.Errorf("status: %+v, want version 5 of 5, nothing pending", st)
 	}
 	var policiesAfter int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_policies").Scan(&policiesAfter); err != nil {
@@ -55,7 +55,7 @@ func TestStatusOfAnEmptyDatabaseChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Current != 0 || len(st.Pending) != 4 || st.Pending[0] != "001_roles.sql" {
+	if st.Current != 0 || len(st.Pending) != 5 || st.Pending[0] != "001_roles.sql" {
 		t.Errorf("status of an empty database: %+v", st)
 	}
 	var tables int
@@ -71,7 +71,7 @@ func TestStatusOfAnEmptyDatabaseChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Current != 4 {
+	if st.Current != 5 {
 		t.Errorf("schema other at version %d", st.Current)
 	}
 	var rls int

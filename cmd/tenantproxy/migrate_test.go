@@ -15,19 +15,19 @@ func TestMigrateUpOnAnEmptyDatabase(t *testing.T) {
 	url := db.AdminURLFor(empty)
 
 	out, code := run(t, nil, "migrate", "status", "--database-url", url)
-	if code != 3 || !strings.Contains(out, "version: 0 of 4") {
+	if code != 3 || !strings.Contains(out, "version: 0 of 5") {
 		t.Errorf("status before: exit %d\n%s", code, out)
 	}
 	out, code = run(t, nil, "migrate", "up", "--database-url", url)
-	if code != 0 || !strings.Contains(out, "migrated from version 0 to 4") || !strings.Contains(out, "password unchanged") {
+	if code != 0 || !strings.Contains(out, "migrated from version 0 to 5") || !strings.Contains(out, "password unchanged") {
 		t.Fatalf("up: exit %d\n%s", code, out)
 	}
 	out, code = run(t, []string{"DATABASE_URL=" + url, "TENANTPROXY_APP_PASSWORD=s3cret"}, "migrate", "up")
-	if code != 0 || !strings.Contains(out, "up to date at version 4") || !strings.Contains(out, "password set") {
+	if code != 0 || !strings.Contains(out, "up to date at version 5") || !strings.Contains(out, "password set") {
 		t.Fatalf("second up: exit %d\n%s", code, out)
 	}
 	out, code = run(t, nil, "migrate", "status", "--database-url", url)
-	if code != 0 || !strings.Contains(out, "version: 4 of 4") || !strings.Contains(out, "pending: none") {
+	if code != 0 || !strings.Contains(out, "version: 5 of 5") || !strings.Contains(out, "pending: none") {
 		t.Errorf("status after: exit %d\n%s", code, out)
 	}
 

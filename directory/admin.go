@@ -20,9 +20,9 @@ var (
 	ErrNoUser = errors.New("no such user")
 )
 
-// Add creates u, after checking it with Validate.
+// Add creates u, after checking it with Validate and its verifier.
 func Add(ctx context.Context, conn *pgx.Conn, u User) error {
-	if err := u.Validate(); err != nil {
+	if err := errors.Join(u.Validate(), validVerifier(u.Verifier)); err != nil {
 		return err
 	}
 	_, err := conn.Exec(ctx, `INSERT INTO `+users+`

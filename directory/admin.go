@@ -15,7 +15,7 @@ import (
 
 var (
 	// ErrExists is returned by Add when the name is taken.
-	ErrExists = errors.New("user already exists")
+	ErrExists = errors.New("already exists")
 	// ErrNoUser is returned when the named user is not in the directory.
 	ErrNoUser = errors.New("no such user")
 )
@@ -47,6 +47,26 @@ func SetVerifier(ctx context.Context, conn *pgx.Conn, name, verifier string) err
 		return err
 	}
 	return changeOne(ctx, conn, name, `UPDATE `+users+` SET verifier = $2, updated_at = now() WHERE name = $1`, verifier)
+}
+
+// SetTenants replaces the user's tenants: one (tenant), or a choice (tenants) with an optional
+// default, checked as Validate checks them.
+func SetTenants(ctx context.Context, conn *pgx.Conn, name, tenant string, tenants []string, defaultTenant string) error {
+	u := User{Name: name, Tenant: tenant, Tenants: tenants, DefaultTenant: defaultTenant}
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	return changeOne(ctx, conn, name, `UPDATE `+users+` SET tenant = nullif($2, ''), tenants = $3,
+		default_tenant = nullif($4, ''), updated_at = now() WHERE name = $1`, tenant, tenants, defaultTenant)
+}
+
+// SetMaxConnections sets the user's own cap on client connections; 0 removes it.
+func SetMaxConnections(ctx context.Context, conn *pgx.Conn, name string, maxConnections int) error {
+	if err := validMaxConnections(maxConnections); err != nil {
+		return err
+	}
+	return changeOne(ctx, conn, name, `UPDATE `+users+` SET max_connections = nullif($2, 0), updated_at = now() WHERE name = $1`,
+		int32(maxConnections))
 }
 
 // SetDisabled disables the user (refused at login, sessions closed) or enables it again.

@@ -11,7 +11,8 @@
 // names it lists, and reports those names on Changes(), so the proxy can close the sessions of a
 // user removed or disabled.
 //
-// Writing (the commands): Add, Remove, SetVerifier, SetDisabled and List, on an admin connection.
+// Writing (the commands): Add, Remove, SetVerifier, SetTenants, SetMaxConnections, SetDisabled and
+// List, on an admin connection.
 package directory
 
 import (
@@ -154,11 +155,12 @@ func OpenConfig(ctx context.Context, c *config.Directory, log zerolog.Logger) (*
 // While the directory database is unreachable, cached answers keep being served, and so may be
 // stale by up to the length of the outage; names not cached get an error.
 func (d *Directory) Lookup(ctx context.Context, name string) (User, bool, error) {
-	if !config.ValidUser(name) {
-		return User{}, false, nil
-	}
 	if u, found, hit := d.cache.get(name); hit {
 		return u.clone(), found, nil
+	}
+	// Only valid names are cached, so this check costs nothing to a cached answer.
+	if !config.ValidUser(name) {
+		return User{}, false, nil
 	}
 	generation := d.cache.generation()
 	u, found, err := d.fetch(ctx, name)

@@ -161,7 +161,7 @@ func TestChangesReportsARemovedUser(t *testing.T) {
 	}
 }
 
-func TestDisablingAndANewPasswordReachTheCache(t *testing.T) {
+func TestEveryKindOfChangeReachesTheCache(t *testing.T) {
 	db := pgtest.New(t)
 	admin := pgtest.Connect(t, db.AdminURL)
 	add(t, admin, directory.User{Name: "frank", Tenant: "acme"})
@@ -189,6 +189,20 @@ func TestDisablingAndANewPasswordReachTheCache(t *testing.T) {
 		u, _ := lookup(t, d, "frank")
 		return !u.Disabled && u.Verifier == newVerifier
 	})
+
+	if err := directory.SetTenants(ctx, admin, "frank", "", []string{"acme", "globex"}, "globex"); err != nil {
+		t.Fatal(err)
+	}
+	if err := directory.SetMaxConnections(ctx, admin, "frank", 2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "frank's new tenants and limit", func() bool {
+		u, _ := lookup(t, d, "frank")
+		return u.Tenant == "" && slices.Equal(u.Tenants, []string{"acme", "globex"}) && u.DefaultTenant == "globex" && u.MaxConnections == 2
+	})
+	if err := directory.SetTenants(ctx, admin, "frank", "", []string{"acme"}, "globex"); err == nil || !strings.Contains(err.Error(), "not one of the user's tenants") {
+		t.Errorf("a default outside the tenants: %v", err)
+	}
 }
 
 func TestWritesNameTheirProblem(t *testing.T) {

@@ -3,6 +3,7 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/tenantproxy/tenantproxy/config"
@@ -44,13 +45,17 @@ func (u User) Validate() error {
 	default:
 		bad("a user needs a tenant or a list of tenants")
 	}
-	if u.MaxConnections < 0 {
-		bad("max connections %d: give at least 1, or 0 for no limit of the user's own", u.MaxConnections)
-	}
-	if u.MaxConnections > 1<<31-1 {
-		bad("max connections %d: too many", u.MaxConnections)
+	if err := validMaxConnections(u.MaxConnections); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+func validMaxConnections(n int) error {
+	if n < 0 || n > math.MaxInt32 {
+		return fmt.Errorf("max connections %d: give at least 1 (at most %d), or 0 for no limit of the user's own", n, math.MaxInt32)
+	}
+	return nil
 }
 
 func validVerifier(verifier string) error {

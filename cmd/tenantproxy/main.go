@@ -4,7 +4,7 @@
 //	tenantproxy migrate up|status --database-url URL  create or inspect the schema
 //	tenantproxy check   --database-url URL            lint the database for tenant isolation
 //	tenantproxy passwd  USER                          print a SCRAM verifier for the config
-//	tenantproxy user    add|remove|passwd|disable|enable|list  manage the tenant directory
+//	tenantproxy user    add|set|remove|passwd|disable|enable|list  manage the tenant directory
 package main
 
 import (
@@ -62,6 +62,7 @@ Usage:
   tenantproxy check   --database-url URL [--schema NAME] [--role NAME]
   tenantproxy passwd  USER
   tenantproxy user    add NAME (--tenant T | --tenants A,B [--default A]) [--max-connections N] [--database-url URL]
+  tenantproxy user    set NAME [--tenant T | --tenants A,B [--default A]] [--max-connections N] [--database-url URL]
   tenantproxy user    remove|passwd|disable|enable NAME [--database-url URL]
   tenantproxy user    list [--database-url URL]
 

@@ -20,6 +20,7 @@ import (
 
 const userUsage = `usage:
   tenantproxy user add NAME (--tenant T | --tenants A,B [--default A]) [--max-connections N] [--database-url URL]
+  tenantproxy user set NAME [--tenant T | --tenants A,B [--default A]] [--max-connections N] [--database-url URL]
   tenantproxy user remove  NAME [--database-url URL]
   tenantproxy user passwd  NAME [--database-url URL]
   tenantproxy user disable NAME [--database-url URL]
@@ -27,7 +28,8 @@ const userUsage = `usage:
   tenantproxy user list         [--database-url URL]
 
 Manages the users of the tenant directory. URL is a superuser's (default $DATABASE_URL).
-add and passwd read the password from the terminal (twice, without echo), or as one line from
+set changes what it is given: the tenants (all of them, with the default), or the connection
+cap (0 removes it). add and passwd read the password from the terminal (twice, without echo), or as one line from
 standard input; only its SCRAM-SHA-256 verifier is stored. Every running proxy sees a change
 within its directory refresh interval.
 `
@@ -51,7 +53,7 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout io.
 	var maxConnections *int
 	wantNames := 1
 	switch sub {
-	case "add":
+	case "add", "set":
 		tenant = fs.String("tenant", "", "the user's only tenant")
 		tenants = fs.String("tenants", "", "the tenants the user may choose from, comma-separated")
 		defaultTenant = fs.String("default", "", "with --tenants: the tenant used when the client picks none")
@@ -77,8 +79,14 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout io.
 		return fmt.Errorf("no database: give --database-url or set DATABASE_URL")
 	}
 
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	setTenants := given["tenant"] || given["tenants"] || given["default"]
+	if sub == "set" && !setTenants && !given["max-connections"] {
+		return errors.New("nothing to change: give --tenant, --tenants (with --default) or --max-connections")
+	}
 	var user directory.User
-	if sub == "add" {
+	if sub == "add" || setTenants {
 		user, err = userFromFlags(names[0], *tenant, *tenants, *defaultTenant, *maxConnections)
 		if err != nil {
 			return err
@@ -106,6 +114,23 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout io.
 			return err
 		}
 		fmt.Fprintf(stdout, "user %s added (%s)\n", user.Name, describeTenants(user))
+	case "set":
+		if setTenants {
+			if err := directory.SetTenants(ctx, conn, user.Name, user.Tenant, user.Tenants, user.DefaultTenant); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "user %s: %s\n", user.Name, describeTenants(user))
+		}
+		if given["max-connections"] {
+			if err := directory.SetMaxConnections(ctx, conn, names[0], *maxConnections); err != nil {
+				return err
+			}
+			limit := "no connection limit of its own"
+			if *maxConnections > 0 {
+				limit = fmt.Sprintf("at most %d connections", *maxConnections)
+			}
+			fmt.Fprintf(stdout, "user %s: %s\n", names[0], limit)
+		}
 	case "remove":
 		if err := directory.Remove(ctx, conn, names[0]); err != nil {
 			return err

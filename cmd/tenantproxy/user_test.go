@@ -106,6 +106,24 @@ func TestUserCommands(t *testing.T) {
 		t.Errorf("enable: %q", out)
 	}
 
+	if out := mustUser(t, "", "set", "carol", "--tenant", "globex", url); out != "user carol: tenant globex\n" {
+		t.Errorf("set tenant: %q", out)
+	}
+	if out := mustUser(t, "", "set", "carol", "--max-connections", "0", url); out != "user carol: no connection limit of its own\n" {
+		t.Errorf("set max connections: %q", out)
+	}
+	if c := listUsers(t, db)["carol"]; c.Tenant != "globex" || c.Tenants != nil || c.DefaultTenant != "" || c.MaxConnections != 0 ||
+		!passwordMatches(t, c.Verifier, "carol-pw") {
+		t.Errorf("carol after set: %+v", c)
+	}
+	out = mustUser(t, "", "set", "carol", "--tenants", "globex,initech", "--max-connections", "7", url)
+	if out != "user carol: tenants globex, initech\nuser carol: at most 7 connections\n" {
+		t.Errorf("set both: %q", out)
+	}
+	if c := listUsers(t, db)["carol"]; c.Tenant != "" || strings.Join(c.Tenants, ",") != "globex,initech" || c.MaxConnections != 7 {
+		t.Errorf("carol after the second set: %+v", c)
+	}
+
 	if out := mustUser(t, "", "remove", "alice", url); out != "user alice removed\n" {
 		t.Errorf("remove: %q", out)
 	}
@@ -134,10 +152,15 @@ func TestUserCommandsRefuseBadInput(t *testing.T) {
 		{"negative limit", "pw\n", []string{"add", "dave", "--tenant", "acme", "--max-connections", "-2", url}, "--max-connections: give at least 1"},
 		{"empty password", "\n", []string{"add", "dave", "--tenant", "acme", url}, "empty password"},
 		{"no password at all", "", []string{"add", "dave", "--tenant", "acme", url}, "reading the password from standard input"},
-		{"taken", "pw\n", []string{"add", "taken", "--tenant", "acme", url}, `user "taken": user already exists`},
+		{"taken", "pw\n", []string{"add", "taken", "--tenant", "acme", url}, `user "taken": already exists`},
 		{"two names", "", []string{"remove", "a", "b", url}, "give one user name, got 2"},
 		{"no name", "", []string{"disable", url}, "give one user name, got 0"},
 		{"unknown user", "", []string{"remove", "nobody", url}, `user "nobody": no such user`},
+		{"set nothing", "", []string{"set", "taken", url}, "nothing to change"},
+		{"set a bad tenant", "", []string{"set", "taken", "--tenant", "a b", url}, `tenant "a b": tenant names use`},
+		{"set a default alone", "", []string{"set", "taken", "--default", "acme", url}, "give the user's tenant"},
+		{"set a negative limit", "", []string{"set", "taken", "--max-connections", "-1", url}, "max connections -1: give at least 1"},
+		{"set an unknown user", "", []string{"set", "nobody", "--max-connections", "3", url}, `user "nobody": no such user`},
 		{"unknown user's password", "pw\n", []string{"passwd", "nobody", url}, `user "nobody": no such user`},
 		{"list with a name", "", []string{"list", "x", url}, "takes no user name"},
 		{"no database", "", []string{"list", "--database-url="}, "give --database-url or set DATABASE_URL"},
@@ -151,7 +174,7 @@ func TestUserCommandsRefuseBadInput(t *testing.T) {
 			}
 		})
 	}
-	if users := listUsers(t, db); len(users) != 1 || users["taken"].Disabled {
+	if users := listUsers(t, db); len(users) != 1 || users["taken"].Disabled || users["taken"].Tenant != "acme" {
 		t.Errorf("users after refused commands: %+v", users)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// The writes below run on an admin connection: a superuser, or a role granted INSERT, UPDATE,
+// The functions below run on an admin connection: a superuser, or a role granted INSERT, UPDATE,
 // DELETE and SELECT on tenantproxy_directory.users. The table's trigger logs every change for
 // the proxies to see.
 
@@ -72,6 +72,15 @@ func SetMaxConnections(ctx context.Context, conn *pgx.Conn, name string, maxConn
 // SetDisabled disables the user (refused at login, sessions closed) or enables it again.
 func SetDisabled(ctx context.Context, conn *pgx.Conn, name string, disabled bool) error {
 	return changeOne(ctx, conn, name, `UPDATE `+users+` SET disabled = $2, updated_at = now() WHERE name = $1`, disabled)
+}
+
+// Get returns the user called name, and whether there is one, straight from the database.
+func Get(ctx context.Context, conn *pgx.Conn, name string) (User, bool, error) {
+	u, err := scanUser(conn.QueryRow(ctx, lookupQuery+` WHERE name = $1`, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, false, nil
+	}
+	return u, err == nil, explainWrite(err)
 }
 
 // List returns every user, by name.

@@ -9,7 +9,24 @@
 // Reading (the proxy): Open, then Lookup at each login. Answers are cached, unknown names too.
 // Every instance polls the change log each Refresh interval, drops the cached answers of the
 // names it lists, and reports those names on Changes(), so the proxy can close the sessions of a
-// user removed or disabled.
+// user removed or disabled. The proxy's part:
+//
+//	// at start, when cfg.Directory != nil
+//	dir, err := directory.OpenConfig(ctx, cfg.Directory, log)
+//
+//	// at each login of a name that is not in cfg.Users (the file's users win)
+//	u, found, err := dir.Lookup(ctx, name)
+//	switch {
+//	case err != nil:             // FATAL: the tenant directory cannot be reached
+//	case !found || u.Disabled:   // the same failure as a wrong password
+//	default:                     // scramsecret.Parse(u.Verifier); the tenant from u.Tenant, or
+//	}                            // u.Tenants and u.DefaultTenant; u.MaxConnections if > 0
+//
+//	// one goroutine, until dir.Close closes the channel
+//	for name := range dir.Changes() {
+//		u, found, err := dir.Lookup(ctx, name)
+//		if err == nil && (!found || u.Disabled) { /* close name's client sessions */ }
+//	}
 //
 // Writing (the commands): Add, Remove, SetVerifier, SetTenants, SetMaxConnections, SetDisabled and
 // List, on an admin connection.

@@ -92,20 +92,33 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout io.
 			return err
 		}
 	}
+
+	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	conn, err := pgx.Connect(connectCtx, *url)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+
+	// The password comes last, so a name taken or unknown costs no typing.
 	var verifier string
 	if sub == "add" || sub == "passwd" {
+		_, exists, err := directory.Get(ctx, conn, names[0])
+		switch {
+		case err != nil:
+			return err
+		case sub == "add" && exists:
+			return fmt.Errorf("user %q: %w", names[0], directory.ErrExists)
+		case sub == "passwd" && !exists:
+			return fmt.Errorf("user %q: %w", names[0], directory.ErrNoUser)
+		}
 		if verifier, err = newVerifier(stdin); err != nil {
 			return err
 		}
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, *url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
 
 	switch sub {
 	case "add":

@@ -152,7 +152,8 @@ func TestUserCommandsRefuseBadInput(t *testing.T) {
 		{"negative limit", "pw\n", []string{"add", "dave", "--tenant", "acme", "--max-connections", "-2", url}, "--max-connections: give at least 1"},
 		{"empty password", "\n", []string{"add", "dave", "--tenant", "acme", url}, "empty password"},
 		{"no password at all", "", []string{"add", "dave", "--tenant", "acme", url}, "reading the password from standard input"},
-		{"taken", "pw\n", []string{"add", "taken", "--tenant", "acme", url}, `user "taken": already exists`},
+		// Names taken or unknown are refused before the password is read (there is none here).
+		{"taken", "", []string{"add", "taken", "--tenant", "acme", url}, `user "taken": already exists`},
 		{"two names", "", []string{"remove", "a", "b", url}, "give one user name, got 2"},
 		{"no name", "", []string{"disable", url}, "give one user name, got 0"},
 		{"unknown user", "", []string{"remove", "nobody", url}, `user "nobody": no such user`},
@@ -161,7 +162,7 @@ func TestUserCommandsRefuseBadInput(t *testing.T) {
 		{"set a default alone", "", []string{"set", "taken", "--default", "acme", url}, "give the user's tenant"},
 		{"set a negative limit", "", []string{"set", "taken", "--max-connections", "-1", url}, "max connections -1: give at least 1"},
 		{"set an unknown user", "", []string{"set", "nobody", "--max-connections", "3", url}, `user "nobody": no such user`},
-		{"unknown user's password", "pw\n", []string{"passwd", "nobody", url}, `user "nobody": no such user`},
+		{"unknown user's password", "", []string{"passwd", "nobody", url}, `user "nobody": no such user`},
 		{"list with a name", "", []string{"list", "x", url}, "takes no user name"},
 		{"no database", "", []string{"list", "--database-url="}, "give --database-url or set DATABASE_URL"},
 		{"the directory role", "", []string{"disable", "taken", "--database-url=" + db.DirectoryURL}, "written with a superuser URL"},

@@ -138,3 +138,26 @@ func TestDirectoryChangeLog(t *testing.T) {
 		t.Errorf("change log after pruning %v, want %v (the newest old row stays)", log, want)
 	}
 }
+
+// A role granted writes on the users table alone (not the log) is logged all the same.
+func TestDirectoryWriterRoleIsLogged(t *testing.T) {
+	db := pgtest.New(t)
+	admin := pgtest.Connect(t, db.AdminURL)
+	writer := db.Name + "_writer"
+	exec(t, admin, "CREATE ROLE "+writer)
+	t.Cleanup(func() {
+		admin.Exec(ctx, "DROP OWNED BY "+writer)
+		admin.Exec(ctx, "DROP ROLE "+writer)
+	})
+	exec(t, admin, "GRANT USAGE ON SCHEMA tenantproxy_directory TO "+writer)
+	exec(t, admin, "GRANT SELECT, INSERT, UPDATE, DELETE ON tenantproxy_directory.users TO "+writer)
+	exec(t, admin, "SET ROLE "+writer)
+	exec(t, admin, "INSERT INTO tenantproxy_directory.users (name, verifier, tenant) VALUES ('wendy', $1, 'acme')", someVerifier)
+	exec(t, admin, "DELETE FROM tenantproxy_directory.users WHERE name = 'wendy'")
+	_, err := admin.Exec(ctx, "SELECT * FROM tenantproxy_directory.user_changes")
+	wantSQLState(t, err, "42501", "the writer reading the log")
+	exec(t, admin, "RESET ROLE")
+	if log := pgtest.QueryStrings(t, admin, "SELECT name FROM tenantproxy_directory.user_changes ORDER BY version"); !slices.Equal(log, []string{"wendy", "wendy"}) {
+		t.Errorf("change log %v, want wendy added and removed", log)
+	}
+}

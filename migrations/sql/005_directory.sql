@@ -68,6 +68,9 @@ CREATE INDEX IF NOT EXISTS user_changes_changed_at ON {{.directory}}.user_change
 
 RESET ROLE;
 
+-- The two trigger functions that write the log run as the owner (SECURITY DEFINER), which owns
+-- it, so a role granted writes on users alone is logged like a superuser.
+--
 -- Before each writing statement: one writer at a time until it commits, so versions are taken
 -- and become visible in the same order (a version taken early but committed late would be
 -- skipped by a reader already past it). Then prune the log: rows older than a day go, but never
@@ -84,8 +87,6 @@ END
 $fn$;
 
 -- After each row: log the names it touched (both, when a user is renamed).
--- Both functions run as the owner (SECURITY DEFINER, which owns the log), so a role granted
--- writes on users alone is logged like a superuser.
 CREATE OR REPLACE FUNCTION {{.directory}}.log_user_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN

@@ -3,13 +3,16 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
 
+	"github.com/tenantproxy/tenantproxy/config"
 	"github.com/tenantproxy/tenantproxy/directory"
 	"github.com/tenantproxy/tenantproxy/internal/pgtest"
 	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
@@ -340,6 +343,40 @@ func TestLosingTrackFlushesTheCache(t *testing.T) {
 	waitForChange(t, d, "judy")
 	if u, _ := lookup(t, d, "judy"); !u.Disabled {
 		t.Errorf("judy = %+v: the stale cached answer survived", u)
+	}
+}
+
+// The proxy opens the directory from its configuration: [directory] with what it leaves out taken
+// from [backend].
+func TestOpenConfig(t *testing.T) {
+	db := pgtest.New(t)
+	admin := pgtest.Connect(t, db.AdminURL)
+	add(t, admin, directory.User{Name: "olga", Tenant: "acme"})
+	file := fmt.Sprintf(`
+[backend]
+host = %q
+port = %d
+database = %q
+sslmode = "disable"
+
+[directory]
+password = %q
+refresh = "150ms"
+`, db.Host, db.Port, db.Name, pgtest.DirectoryPassword)
+	cfg, err := config.Parse("directory.toml", []byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := directory.OpenConfig(ctx, cfg.Directory, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, found := lookup(t, d, "olga"); !found || u.Tenant != "acme" {
+		t.Errorf("olga through the config's directory: %+v, %v", u, found)
+	}
+	d.Close()
+	if _, open := <-d.Changes(); open {
+		t.Error("Changes() still open after Close")
 	}
 }
 

@@ -49,7 +49,9 @@ type Config struct {
 	Tenancy Tenancy         `toml:"tenancy"`
 	Limits  Limits          `toml:"limits"`
 	Users   map[string]User `toml:"users"`
-	Log     Log             `toml:"log"`
+	// Directory, when the file has a [directory] section, is where users beyond [users] live.
+	Directory *Directory `toml:"directory"`
+	Log       Log        `toml:"log"`
 }
 
 // TLS is the clients' side of TLS.
@@ -129,6 +131,30 @@ type User struct {
 	AllowExplain bool `toml:"allow_explain"`
 }
 
+// Directory is the tenant directory in the database (tenantproxy user add ...), read as the
+// directory role. Keys left out take [backend]'s host, port, database, sslmode and
+// connect_timeout; the user defaults to tenantproxy_directory. A name in both [users] and the
+// directory is the file's user.
+type Directory struct {
+	Host           string   `toml:"host"`
+	Port           int      `toml:"port"`
+	Database       string   `toml:"database"`
+	User           string   `toml:"user"`
+	Password       string   `toml:"password"`
+	Passfile       string   `toml:"passfile"`
+	SSLMode        string   `toml:"sslmode"`
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// Refresh is how often each proxy reads the directory's change log: a change reaches new
+	// logins within about this long.
+	Refresh Duration `toml:"refresh"`
+}
+
+// DefaultDirectoryUser is the role `tenantproxy migrate up` creates to read the directory.
+const DefaultDirectoryUser = "tenantproxy_directory"
+
+// DefaultDirectoryRefresh is how often the change log is read when refresh is not set.
+const DefaultDirectoryRefresh = 2 * time.Second
+
 // Log is where and how tenantproxy logs.
 type Log struct {
 	Level  string `toml:"level"`
@@ -139,12 +165,21 @@ type Log struct {
 // anything that might be logged). The usual PG* environment variables and ~/.pgpass fill in
 // what is not set.
 func (b Backend) DSN() string {
-	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=%s connect_timeout=%d application_name=tenantproxy",
-		quoteDSN(b.Host), b.Port, quoteDSN(b.Database), quoteDSN(b.User), b.SSLMode, max(1, int(b.ConnectTimeout.Seconds())))
-	if b.Passfile != "" {
-		dsn += " passfile=" + quoteDSN(b.Passfile)
+	return dsn(b.Host, b.Port, b.Database, b.User, b.SSLMode, b.ConnectTimeout, b.Passfile, "tenantproxy")
+}
+
+// DSN is the directory's connection, as Backend.DSN is the backend's: without the password.
+func (d Directory) DSN() string {
+	return dsn(d.Host, d.Port, d.Database, d.User, d.SSLMode, d.ConnectTimeout, d.Passfile, "tenantproxy directory")
+}
+
+func dsn(host string, port int, database, user, sslmode string, timeout Duration, passfile, application string) string {
+	s := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=%s connect_timeout=%d application_name=%s",
+		quoteDSN(host), port, quoteDSN(database), quoteDSN(user), sslmode, max(1, int(timeout.Seconds())), quoteDSN(application))
+	if passfile != "" {
+		s += " passfile=" + quoteDSN(passfile)
 	}
-	return dsn
+	return s
 }
 
 // ConnConfig is how the proxy connects to the backend, the one place that builds it: the pool's
@@ -278,6 +313,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	if v := os.Getenv("TENANTPROXY_LISTEN"); v != "" {
 		cfg.Listen = v
 	}
+	cfg.Directory.inherit(cfg.Backend)
 	if err := cfg.validate(name, data); err != nil {
 		return nil, err
 	}
@@ -330,6 +366,34 @@ func splitKey(s string) []string {
 	return parts
 }
 
+// inherit fills the keys a [directory] section left out from [backend] and the defaults.
+func (d *Directory) inherit(b Backend) {
+	if d == nil {
+		return
+	}
+	if d.Host == "" {
+		d.Host = b.Host
+	}
+	if d.Port == 0 {
+		d.Port = b.Port
+	}
+	if d.Database == "" {
+		d.Database = b.Database
+	}
+	if d.User == "" {
+		d.User = DefaultDirectoryUser
+	}
+	if d.SSLMode == "" {
+		d.SSLMode = b.SSLMode
+	}
+	if d.ConnectTimeout.Duration == 0 {
+		d.ConnectTimeout = b.ConnectTimeout
+	}
+	if d.Refresh.Duration == 0 {
+		d.Refresh.Duration = DefaultDirectoryRefresh
+	}
+}
+
 var (
 	typeError   = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`)
 	tenantName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,62}$`)
@@ -343,6 +407,12 @@ const TenantNameRule = "letters, digits and _ . @ : - (at most 63, starting with
 // ValidTenant reports whether name can be a tenant: it is quoted into a SET statement, so the
 // rule keeps out quotes, backslashes and anything a client encoding could reinterpret.
 func ValidTenant(name string) bool { return tenantName.MatchString(name) }
+
+// UserNameRule says which user names are valid, for messages.
+const UserNameRule = "letters, digits and _ . @ - (at most 63, not starting with . @ or -)"
+
+// ValidUser reports whether name can be a user of the proxy (in [users] or the directory).
+func ValidUser(name string) bool { return userName.MatchString(name) }
 
 func (c *Config) validate(name string, data []byte) error {
 	var errs []string
@@ -449,8 +519,8 @@ func (c *Config) validate(name string, data []byte) error {
 	if !inside {
 		bad("tenancy.reserved_prefixes", "must include the namespace of %q, or clients could change it", t.Setting)
 	}
-	if len(t.Tenants) == 0 {
-		bad("tenancy.tenants", "must list at least one tenant")
+	if len(t.Tenants) == 0 && c.Directory == nil {
+		bad("tenancy.tenants", "must list at least one tenant (or add a [directory], whose users name their own)")
 	}
 	if len(t.Schemas) == 0 {
 		bad("tenancy.schemas", "must name the schemas that hold the tenant tables")
@@ -466,13 +536,13 @@ func (c *Config) validate(name string, data []byte) error {
 		seen[tenant] = true
 	}
 
-	if len(c.Users) == 0 {
-		bad("users", "define at least one [users.NAME]")
+	if len(c.Users) == 0 && c.Directory == nil {
+		bad("users", "define at least one [users.NAME], or a [directory] to keep users in the database")
 	}
 	for user, u := range c.Users {
 		key := "users." + user
-		if !userName.MatchString(user) {
-			bad(key, "user names use letters, digits and _ . @ -")
+		if !ValidUser(user) {
+			bad(key, "user names use %s", UserNameRule)
 		}
 		switch {
 		case strings.HasPrefix(u.Password, "SCRAM-SHA-256$"):
@@ -510,6 +580,10 @@ func (c *Config) validate(name string, data []byte) error {
 		}
 	}
 
+	if d := c.Directory; d != nil {
+		c.validateDirectory(d, bad)
+	}
+
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level", "must be debug, info, warn or error")
 	}
@@ -522,4 +596,26 @@ func (c *Config) validate(name string, data []byte) error {
 		return errors.New(strings.Join(errs, "\n"))
 	}
 	return nil
+}
+
+func (c *Config) validateDirectory(d *Directory, bad func(key, format string, args ...any)) {
+	if d.Port < 1 || d.Port > 65535 {
+		bad("directory.port", "must be a TCP port")
+	}
+	if d.User == c.Backend.User {
+		bad("directory.user", "%q is the backend role, which must not read the directory: use its own role (%s)",
+			d.User, DefaultDirectoryUser)
+	}
+	if d.Password != "" && d.Passfile != "" {
+		bad("directory.passfile", "give password or passfile, not both")
+	}
+	if !slices.Contains([]string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}, d.SSLMode) {
+		bad("directory.sslmode", "must be one of disable, allow, prefer, require, verify-ca, verify-full")
+	}
+	if d.ConnectTimeout.Duration <= 0 {
+		bad("directory.connect_timeout", "must be positive")
+	}
+	if d.Refresh.Duration < 100*time.Millisecond || d.Refresh.Duration > time.Minute {
+		bad("directory.refresh", "must be between 100ms and 1m: a change reaches new logins within about this long")
+	}
 }

@@ -76,6 +76,13 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"both tenant and tenants", minimal + "tenants = [\"acme\"]\n", `users.alice: give tenant or tenants, not both`},
 		{"md5 without allow_md5", strings.Replace(minimal, `password = "SCRAM-SHA-256$4096:i9sg0HmS8QFyG9N5zPvL+Q==$bpDZK46QFJQx4zB8ajtXWQfYcUFEJxsj+C3sV9gijvg=:5HnCv8y4QVmGOoJz/D6hb6g6bwnOjhxz/AN0xd2LHeg="`, `password = "md5a3556571e93b0d20722ba62be61e8c2d"`, 1), `needs allow_md5 = true`},
 		{"syntax error", "listen = \n" + minimal, `bad.toml:1`},
+		{"no users and no directory", "[tenancy]\ntenants = [\"acme\"]\n", `users: define at least one [users.NAME], or a [directory]`},
+		{"no tenants and no directory", minimal[strings.Index(minimal, "[users"):], `tenancy.tenants: must list at least one tenant (or add a [directory]`},
+		{"directory as the backend role", minimal + "\n[directory]\nuser = \"tenantproxy_app\"\n", `bad.toml:10: directory.user: "tenantproxy_app" is the backend role`},
+		{"directory refresh too short", minimal + "\n[directory]\nrefresh = \"10ms\"\n", `bad.toml:10: directory.refresh: must be between 100ms and 1m`},
+		{"directory password and passfile", minimal + "\n[directory]\npassword = \"x\"\npassfile = \"/p\"\n", `directory.passfile: give password or passfile, not both`},
+		{"directory bad sslmode", minimal + "\n[directory]\nsslmode = \"maybe\"\n", `directory.sslmode: must be one of`},
+		{"directory unknown key", minimal + "\n[directory]\nurl = \"postgres://x\"\n", `bad.toml:10: unknown key "directory.url"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -87,6 +94,96 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestDirectoryIsOnlyOnWithItsSection(t *testing.T) {
+	cfg, err := Parse("minimal.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Directory != nil {
+		t.Errorf("directory on without a [directory] section: %+v", cfg.Directory)
+	}
+	cfg, err = Parse("empty-section.toml", []byte(minimal+"\n[directory]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Directory == nil || cfg.Directory.User != DefaultDirectoryUser {
+		t.Errorf("an empty [directory] section: %+v", cfg.Directory)
+	}
+}
+
+// A [directory] section alone is a whole configuration: users and tenants come from the database.
+// What it leaves out comes from [backend] and the defaults.
+func TestDirectoryInheritsTheBackend(t *testing.T) {
+	file := `
+[backend]
+host = "db.internal"
+port = 6432
+database = "tenants"
+sslmode = "require"
+connect_timeout = "3s"
+
+[directory]
+password = "s3cret"
+`
+	cfg, err := Parse("directory.toml", []byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Directory
+	if d == nil {
+		t.Fatal("no directory")
+	}
+	want := Directory{Host: "db.internal", Port: 6432, Database: "tenants", User: DefaultDirectoryUser, Password: "s3cret",
+		SSLMode: "require", ConnectTimeout: Duration{3 * time.Second}, Refresh: Duration{DefaultDirectoryRefresh}}
+	if *d != want {
+		t.Errorf("directory = %+v\nwant        %+v", *d, want)
+	}
+	dsn := d.DSN()
+	for _, part := range []string{"host='db.internal'", "port=6432", "dbname='tenants'", "user='tenantproxy_directory'", "sslmode=require", "connect_timeout=3"} {
+		if !strings.Contains(dsn, part) {
+			t.Errorf("DSN %q lacks %q", dsn, part)
+		}
+	}
+	if strings.Contains(dsn, "s3cret") {
+		t.Errorf("DSN %q holds the password", dsn)
+	}
+}
+
+func TestDirectoryKeysOverride(t *testing.T) {
+	cfg, err := Parse("directory.toml", []byte(minimal+`
+[directory]
+host = "/run/postgresql"
+port = 5433
+database = "users"
+user = "reader"
+passfile = "/etc/tenantproxy/pgpass"
+sslmode = "disable"
+refresh = "500ms"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Directory
+	if d.Host != "/run/postgresql" || d.Port != 5433 || d.Database != "users" || d.User != "reader" ||
+		d.SSLMode != "disable" || d.Refresh.Duration != 500*time.Millisecond {
+		t.Errorf("directory = %+v", *d)
+	}
+	if !strings.Contains(d.DSN(), "passfile='/etc/tenantproxy/pgpass'") {
+		t.Errorf("DSN %q lacks the passfile", d.DSN())
+	}
+}
+
+func TestUserNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"alice": true, "svc_1": true, "a.b@c-d": true, "_x": true, strings.Repeat("a", 63): true,
+		"": false, "-x": false, ".x": false, "o'brien": false, "a b": false, strings.Repeat("a", 64): false, "é": false,
+	} {
+		if ValidUser(name) != want {
+			t.Errorf("ValidUser(%q) = %v, want %v", name, !want, want)
+		}
 	}
 }
 

@@ -71,6 +71,7 @@ func Check(ctx context.Context, conn *pgx.Conn, opts Options) ([]Finding, error)
 	c.policies()
 	c.lockdown()
 	c.defaults()
+	c.directory()
 	if c.err != nil {
 		return nil, c.err
 	}
@@ -244,6 +245,18 @@ func (c *checker) defaults() {
 		AND lower(s.setting) LIKE ANY ($2)`, func(v string) {
 		c.add("reserved-default", "setting", "a default in the reserved namespace: %s", v)
 	}, c.opts.Role, likePatterns(c.opts.ReservedPrefixes))
+}
+
+// directory: the backend role must not read the tenant directory, whose verifiers would let
+// whoever holds them pose as the proxy to its users and try their passwords offline.
+func (c *checker) directory() {
+	c.each(`SELECT nspname FROM pg_namespace WHERE nspname = $2 AND has_schema_privilege($1, oid, 'USAGE')`, func(s string) {
+		c.add("directory-readable", "schema "+s, "%s may use it, and it holds the users' password verifiers", c.opts.Role)
+	}, c.opts.Role, migrations.DirectorySchema)
+	c.each(`SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $2 AND has_any_column_privilege($1, c.oid, 'SELECT')`, func(t string) {
+		c.add("directory-readable", "table "+t, "%s may read it, and the tenant directory holds the users' password verifiers", c.opts.Role)
+	}, c.opts.Role, migrations.DirectorySchema)
 }
 
 func likePatterns(prefixes []string) []string {

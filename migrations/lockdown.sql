@@ -33,6 +33,7 @@ BEGIN
 	-- Temporary objects could shadow the shared tables; new schemas could hold functions.
 	EXECUTE format('REVOKE CREATE, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
 	EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {{.appLiteral}});
+	EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {{.directoryRoleLiteral}});
 END
 $lockdown$;
 

@@ -1,5 +1,6 @@
-// Package migrations creates and upgrades tenantproxy's schema in a database: the owner and app
-// roles, the RLS-protected vector and graph tables, and the database lockdown.
+// Package migrations creates and upgrades tenantproxy's schema in a database: the owner, app and
+// directory roles, the RLS-protected vector and graph tables, the tenant directory, and the
+// database lockdown.
 //
 // Migrations are SQL templates embedded in the binary and applied by tern (github.com/jackc/tern):
 // each in its own transaction, under an advisory lock so two runs cannot race, with the version
@@ -38,6 +39,10 @@ const (
 	AppRole = "tenantproxy_app"
 	// DefaultSchema holds the tenant tables.
 	DefaultSchema = "llmspell"
+	// DirectorySchema holds the tenant directory (users, user_changes), one per database.
+	DirectorySchema = "tenantproxy_directory"
+	// DirectoryRole is the role the proxy reads the directory as: SELECT on it, nothing else.
+	DirectoryRole = "tenantproxy_directory"
 )
 
 // TenantTables are the tables the migrations create, each with a tenant_id column under RLS.
@@ -110,12 +115,21 @@ func CurrentStatus(ctx context.Context, conn *pgx.Conn, opts Options) (Status, e
 // SetAppPassword gives the app role a password. Only a SCRAM verifier made here is sent, so the
 // plaintext never reaches the server or its logs.
 func SetAppPassword(ctx context.Context, conn *pgx.Conn, password string) error {
+	return setPassword(ctx, conn, AppRole, password)
+}
+
+// SetDirectoryPassword gives the directory role a password, the same way.
+func SetDirectoryPassword(ctx context.Context, conn *pgx.Conn, password string) error {
+	return setPassword(ctx, conn, DirectoryRole, password)
+}
+
+func setPassword(ctx context.Context, conn *pgx.Conn, role, password string) error {
 	verifier, err := scramsecret.New(password)
 	if err != nil {
 		return err
 	}
 	_, err = conn.Exec(ctx, fmt.Sprintf("ALTER ROLE %s PASSWORD %s",
-		pgx.Identifier{AppRole}.Sanitize(), quoteLiteral(verifier)))
+		pgx.Identifier{role}.Sanitize(), quoteLiteral(verifier)))
 	return err
 }
 
@@ -213,6 +227,9 @@ func templateData(schema string) map[string]any {
 		"settingLiteral": quoteLiteral(DefaultSetting),
 		// The namespace of the tenant context's setting, "app.".
 		"reservedPrefixLiteral": quoteLiteral(DefaultSetting[:strings.IndexByte(DefaultSetting, '.')+1]),
+		"directory":             pgx.Identifier{DirectorySchema}.Sanitize(),
+		"directoryRole":         pgx.Identifier{DirectoryRole}.Sanitize(),
+		"directoryRoleLiteral":  quoteLiteral(DirectoryRole),
 		"rls":                   rlsTemplates{schema: schema},
 		"lockdownFunctions":     textArray(lockdown.FunctionNames()),
 		"lockdownViews":         textArray(lockdown.Views),

@@ -4,6 +4,7 @@
 //	tenantproxy migrate up|status --database-url URL  create or inspect the schema
 //	tenantproxy check   --database-url URL            lint the database for tenant isolation
 //	tenantproxy passwd  USER                          print a SCRAM verifier for the config
+//	tenantproxy user    add|set|remove|passwd|disable|enable|list  manage the tenant directory
 package main
 
 import (
@@ -23,6 +24,7 @@ var commands = map[string]func(args []string) error{
 	"migrate": runMigrate,
 	"check":   runCheck,
 	"passwd":  runPasswd,
+	"user":    runUser,
 }
 
 func main() {
@@ -55,10 +57,14 @@ func usage() {
 
 Usage:
   tenantproxy serve   --config FILE [--insecure-skip-check]
-  tenantproxy migrate up     --database-url URL [--schema NAME] [--app-password PASSWORD]
+  tenantproxy migrate up     --database-url URL [--schema NAME] [--app-password PASSWORD] [--directory-password PASSWORD]
   tenantproxy migrate status --database-url URL [--schema NAME]
   tenantproxy check   --database-url URL [--schema NAME] [--role NAME]
   tenantproxy passwd  USER
+  tenantproxy user    add NAME (--tenant T | --tenants A,B [--default A]) [--max-connections N] [--database-url URL]
+  tenantproxy user    set NAME [--tenant T | --tenants A,B [--default A]] [--max-connections N] [--database-url URL]
+  tenantproxy user    remove|passwd|disable|enable NAME [--database-url URL]
+  tenantproxy user    list [--database-url URL]
 
 Run "tenantproxy COMMAND -h" for the flags of one command.
 `)

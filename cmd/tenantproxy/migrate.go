@@ -20,10 +20,12 @@ func runMigrate(args []string) error {
 	fs := flag.NewFlagSet("migrate "+sub, flag.ContinueOnError)
 	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "superuser connection URL (default $DATABASE_URL)")
 	schema := fs.String("schema", migrations.DefaultSchema, "schema that holds the tenant tables")
-	var password *string
+	var password, directoryPassword *string
 	if sub == "up" {
 		password = fs.String("app-password", os.Getenv("TENANTPROXY_APP_PASSWORD"),
 			"password for the "+migrations.AppRole+" role (default $TENANTPROXY_APP_PASSWORD)")
+		directoryPassword = fs.String("directory-password", os.Getenv("TENANTPROXY_DIRECTORY_PASSWORD"),
+			"password for the "+migrations.DirectoryRole+" role, which reads the tenant directory (default $TENANTPROXY_DIRECTORY_PASSWORD)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -65,15 +67,26 @@ func runMigrate(args []string) error {
 	} else {
 		fmt.Printf("schema %s migrated from version %d to %d\n", st.Schema, before.Current, st.Current)
 	}
-	if *password != "" {
-		if err := migrations.SetAppPassword(ctx, conn, *password); err != nil {
-			return err
-		}
-		fmt.Printf("role %s: password set\n", migrations.AppRole)
-	} else {
-		fmt.Printf("role %s: password unchanged (none given: give --app-password or TENANTPROXY_APP_PASSWORD;\n"+
-			"  without one the role can only log in by trust, peer or certificate authentication)\n", migrations.AppRole)
+	if err := setRolePassword(ctx, conn, migrations.AppRole, *password, migrations.SetAppPassword,
+		"--app-password or TENANTPROXY_APP_PASSWORD"); err != nil {
+		return err
 	}
+	return setRolePassword(ctx, conn, migrations.DirectoryRole, *directoryPassword, migrations.SetDirectoryPassword,
+		"--directory-password or TENANTPROXY_DIRECTORY_PASSWORD")
+}
+
+// setRolePassword sets a role's password when one is given, and says what it did.
+func setRolePassword(ctx context.Context, conn *pgx.Conn, role, password string,
+	set func(context.Context, *pgx.Conn, string) error, how string) error {
+	if password == "" {
+		fmt.Printf("role %s: password unchanged (none given: give %s;\n"+
+			"  without one the role can only log in by trust, peer or certificate authentication)\n", role, how)
+		return nil
+	}
+	if err := set(ctx, conn, password); err != nil {
+		return err
+	}
+	fmt.Printf("role %s: password set\n", role)
 	return nil
 }
 

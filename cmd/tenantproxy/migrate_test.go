@@ -15,19 +15,20 @@ func TestMigrateUpOnAnEmptyDatabase(t *testing.T) {
 	url := db.AdminURLFor(empty)
 
 	out, code := run(t, nil, "migrate", "status", "--database-url", url)
-	if code != 3 || !strings.Contains(out, "version: 0 of 4") {
+	if code != 3 || !strings.Contains(out, "version: 0 of 5") {
 		t.Errorf("status before: exit %d\n%s", code, out)
 	}
 	out, code = run(t, nil, "migrate", "up", "--database-url", url)
-	if code != 0 || !strings.Contains(out, "migrated from version 0 to 4") || !strings.Contains(out, "password unchanged") {
+	if code != 0 || !strings.Contains(out, "migrated from version 0 to 5") || !strings.Contains(out, "password unchanged") {
 		t.Fatalf("up: exit %d\n%s", code, out)
 	}
-	out, code = run(t, []string{"DATABASE_URL=" + url, "TENANTPROXY_APP_PASSWORD=s3cret"}, "migrate", "up")
-	if code != 0 || !strings.Contains(out, "up to date at version 4") || !strings.Contains(out, "password set") {
+	out, code = run(t, []string{"DATABASE_URL=" + url, "TENANTPROXY_APP_PASSWORD=s3cret"}, "migrate", "up", "--directory-password", "d1r")
+	if code != 0 || !strings.Contains(out, "up to date at version 5") || !strings.Contains(out, "role tenantproxy_app: password set") ||
+		!strings.Contains(out, "role tenantproxy_directory: password set") {
 		t.Fatalf("second up: exit %d\n%s", code, out)
 	}
 	out, code = run(t, nil, "migrate", "status", "--database-url", url)
-	if code != 0 || !strings.Contains(out, "version: 4 of 4") || !strings.Contains(out, "pending: none") {
+	if code != 0 || !strings.Contains(out, "version: 5 of 5") || !strings.Contains(out, "pending: none") {
 		t.Errorf("status after: exit %d\n%s", code, out)
 	}
 
@@ -39,6 +40,9 @@ func TestMigrateUpOnAnEmptyDatabase(t *testing.T) {
 		{`SELECT extversion >= '0.8.0' FROM pg_extension WHERE extname = 'vector'`, "t"},
 		{`SELECT rolsuper OR rolbypassrls OR rolcreatedb OR rolcreaterole FROM pg_roles WHERE rolname = 'tenantproxy_app'`, "f"},
 		{`SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'tenantproxy_app'`, "t"},
+		{`SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'tenantproxy_directory'`, "t"},
+		{`SELECT count(*) FROM pg_tables WHERE schemaname = 'tenantproxy_directory'`, "2"},
+		{`SELECT has_schema_privilege('tenantproxy_app', 'tenantproxy_directory', 'USAGE')`, "f"},
 		{`SELECT has_function_privilege('tenantproxy_app', 'set_config(text,text,boolean)', 'EXECUTE')`, "f"},
 		{`SELECT has_database_privilege('tenantproxy_app', current_database(), 'TEMPORARY')`, "f"},
 		{`SELECT has_table_privilege('tenantproxy_app', 'pg_stat_activity', 'SELECT')`, "f"},
@@ -54,6 +58,10 @@ func TestMigrateUpOnAnEmptyDatabase(t *testing.T) {
 	app := strings.Replace(url, "postgres://postgres@", "postgres://tenantproxy_app:s3cret@", 1)
 	if got := psql(t, app, "SELECT current_user"); got != "tenantproxy_app" {
 		t.Errorf("app role login: %s", got)
+	}
+	reader := strings.Replace(url, "postgres://postgres@", "postgres://tenantproxy_directory:d1r@", 1)
+	if got := psql(t, reader, "SELECT count(*) FROM tenantproxy_directory.users"); got != "0" {
+		t.Errorf("directory role login: %s", got)
 	}
 }
 

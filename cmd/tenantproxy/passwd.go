@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -27,7 +28,7 @@ func runPasswd(args []string) error {
 		return exitError(2)
 	}
 	user := fs.Arg(0)
-	password, err := readPassword()
+	password, err := readPassword(os.Stdin)
 	if err != nil {
 		return err
 	}
@@ -42,15 +43,18 @@ func runPasswd(args []string) error {
 	return nil
 }
 
-func readPassword() (string, error) {
-	fd := int(os.Stdin.Fd())
-	if !term.IsTerminal(fd) {
-		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+// readPassword reads a password from the terminal without echo, twice, or when in is not a
+// terminal, as its first line.
+func readPassword(in io.Reader) (string, error) {
+	file, isFile := in.(*os.File)
+	if !isFile || !term.IsTerminal(int(file.Fd())) {
+		line, err := bufio.NewReader(in).ReadString('\n')
 		if err != nil && line == "" {
 			return "", fmt.Errorf("reading the password from standard input: %w", err)
 		}
 		return strings.TrimRight(line, "\r\n"), nil
 	}
+	fd := int(file.Fd())
 	fmt.Fprint(os.Stderr, "Password: ")
 	first, err := term.ReadPassword(fd)
 	fmt.Fprintln(os.Stderr)

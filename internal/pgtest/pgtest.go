@@ -38,6 +38,9 @@ import (
 // AppPassword is the app role's password on the test server.
 const AppPassword = "tenantproxy-test"
 
+// DirectoryPassword is the directory role's password on the test server.
+const DirectoryPassword = "tenantproxy-directory-test"
+
 const howTo = `pgtest: no PostgreSQL with pgvector for the tests. Any one of these gives one:
   - install PostgreSQL and pgvector:   scripts/pgenv install   (or: make db)
   - point at a server you run:         TENANTPROXY_TEST_DATABASE_URL=postgres://postgres@host:5432/postgres
@@ -194,7 +197,10 @@ func createTemplate(ctx context.Context) error {
 	if _, err := migrations.Up(ctx, tconn, migrations.Options{}); err != nil {
 		return err
 	}
-	return migrations.SetAppPassword(ctx, tconn, AppPassword)
+	if err := migrations.SetAppPassword(ctx, tconn, AppPassword); err != nil {
+		return err
+	}
+	return migrations.SetDirectoryPassword(ctx, tconn, DirectoryPassword)
 }
 
 func dropDatabase(ctx context.Context, name string) error {
@@ -218,11 +224,12 @@ func databaseURL(base *url.URL, database, user, password string) *url.URL {
 
 // DB is one test's database: migrated, empty, dropped when the test ends.
 type DB struct {
-	Name     string
-	Host     string
-	Port     int
-	AdminURL string // superuser
-	AppURL   string // the app role, which row-level security binds
+	Name         string
+	Host         string
+	Port         int
+	AdminURL     string // superuser
+	AppURL       string // the app role, which row-level security binds
+	DirectoryURL string // the directory role, which reads only the tenant directory
 }
 
 // New clones the template into a database for t alone.
@@ -264,11 +271,12 @@ func New(t testing.TB) *DB {
 
 	port, _ := strconv.Atoi(admin.Port())
 	return &DB{
-		Name:     name,
-		Host:     admin.Hostname(),
-		Port:     port,
-		AdminURL: admin.String(),
-		AppURL:   databaseURL(server.adminURL, name, migrations.AppRole, AppPassword).String(),
+		Name:         name,
+		Host:         admin.Hostname(),
+		Port:         port,
+		AdminURL:     admin.String(),
+		AppURL:       databaseURL(server.adminURL, name, migrations.AppRole, AppPassword).String(),
+		DirectoryURL: databaseURL(server.adminURL, name, migrations.DirectoryRole, DirectoryPassword).String(),
 	}
 }
 

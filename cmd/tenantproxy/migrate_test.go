@@ -15,20 +15,20 @@ func TestMigrateUpOnAnEmptyDatabase(t *testing.T) {
 	url := db.AdminURLFor(empty)
 
 	out, code := run(t, nil, "migrate", "status", "--database-url", url)
-	if code != 3 || !strings.Contains(out, "version: 0 of 5") {
+	if code != 3 || !strings.Contains(out, "version: 0 of 7") {
 		t.Errorf("status before: exit %d\n%s", code, out)
 	}
 	out, code = run(t, nil, "migrate", "up", "--database-url", url)
-	if code != 0 || !strings.Contains(out, "migrated from version 0 to 5") || !strings.Contains(out, "password unchanged") {
+	if code != 0 || !strings.Contains(out, "migrated from version 0 to 7") || !strings.Contains(out, "password unchanged") {
 		t.Fatalf("up: exit %d\n%s", code, out)
 	}
 	out, code = run(t, []string{"DATABASE_URL=" + url, "TENANTPROXY_APP_PASSWORD=s3cret"}, "migrate", "up", "--directory-password", "d1r")
-	if code != 0 || !strings.Contains(out, "up to date at version 5") || !strings.Contains(out, "role tenantproxy_app: password set") ||
+	if code != 0 || !strings.Contains(out, "up to date at version 7") || !strings.Contains(out, "role tenantproxy_app: password set") ||
 		!strings.Contains(out, "role tenantproxy_directory: password set") {
 		t.Fatalf("second up: exit %d\n%s", code, out)
 	}
 	out, code = run(t, nil, "migrate", "status", "--database-url", url)
-	if code != 0 || !strings.Contains(out, "version: 5 of 5") || !strings.Contains(out, "pending: none") {
+	if code != 0 || !strings.Contains(out, "version: 7 of 7") || !strings.Contains(out, "pending: none") {
 		t.Errorf("status after: exit %d\n%s", code, out)
 	}
 

@@ -27,10 +27,23 @@ var scenarios = []scenario{
 	{Key: "select-1", Title: "select-only, 1 client", Clients: 1, Args: []string{"-S"}},
 	{Key: "select-8", Title: "select-only, 8 clients", Clients: 8, Args: []string{"-S"}},
 	{Key: "select-64", Title: "select-only, 64 clients", Clients: 64, Args: []string{"-S"}},
+	{Key: "prepared-1", Title: "select-only, -M prepared, 1 client", Clients: 1, Args: []string{"-S", "-M", "prepared"}},
 	{Key: "prepared-8", Title: "select-only, -M prepared, 8 clients", Clients: 8, Args: []string{"-S", "-M", "prepared"}},
+	{Key: "prepared-64", Title: "select-only, -M prepared, 64 clients", Clients: 64, Args: []string{"-S", "-M", "prepared"}},
 	{Key: "connect-8", Title: "new connection per transaction (-C -S), 8 clients", Clients: 8, Args: []string{"-C", "-S"},
 		Note: "Each new connection to a proxy includes a SCRAM-SHA-256 exchange, in which the client derives its key " +
-			"with 4096 PBKDF2 iterations; direct connections use trust and skip it."},
+			"with 4096 PBKDF2 iterations; direct connections use trust and skip it. The proxy's CPU per transaction " +
+			"is its CPU per new connection: login, one query, logout."},
+}
+
+// scenarioNamed is the scenario of that key.
+func scenarioNamed(key string) scenario {
+	for _, sc := range scenarios {
+		if sc.Key == key {
+			return sc
+		}
+	}
+	panic("no pgbench scenario " + key)
 }
 
 // pgbenchRun is the outcome of one pgbench process, or of several run at once.
@@ -118,22 +131,34 @@ func rotate[T any](xs []T, by int) []T {
 
 // runPgbench runs each scenario against the three targets, interleaved and repeated.
 func runPgbench(ctx context.Context, e *env, rep *report) error {
-	for _, sc := range scenarios {
+	res, err := e.runScenarios(ctx, "", scenarios, e.targets())
+	rep.Pgbench = res
+	if err != nil {
+		return err
+	}
+	return runTenantSwitches(ctx, e, rep)
+}
+
+// runScenarios runs each scenario against every target, --repeat times, the targets' order
+// rotating on each repetition. Raw outputs are named prefix + scenario-target-repetition.
+func (e *env) runScenarios(ctx context.Context, prefix string, scs []scenario, targets []target) ([]scenarioResult, error) {
+	var results []scenarioResult
+	for _, sc := range scs {
 		res := scenarioResult{Key: sc.Key, Title: sc.Title, Note: sc.Note, Runs: map[string][]pgbenchRun{},
 			Command: fmt.Sprintf("pgbench -n %s -c %d -j %d -T %d", strings.Join(sc.Args, " "), sc.Clients, min(2, sc.Clients), int(e.o.Duration.Seconds()))}
 		for i := range e.o.Repeat {
-			for _, t := range rotate(e.targets(), i) {
+			for _, t := range rotate(targets, i) {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return append(results, res), ctx.Err()
 				}
-				r := e.pgbenchWithCPU(ctx, t, sc.Clients, fmt.Sprintf("%s-%s-%d", sc.Key, t.Name, i+1), sc.Args...)
+				r := e.pgbenchWithCPU(ctx, t, sc.Clients, fmt.Sprintf("%s%s-%s-%d", prefix, sc.Key, t.Name, i+1), sc.Args...)
 				logf("  %s, %s, run %d: %.0f tps, proxy CPU %.1f us per transaction %s", sc.Title, t.Name, i+1, r.TPS, r.ProxyCPUUS, r.Error)
 				res.Runs[t.Name] = append(res.Runs[t.Name], r)
 			}
 		}
-		rep.Pgbench = append(rep.Pgbench, res)
+		results = append(results, res)
 	}
-	return runTenantSwitches(ctx, e, rep)
+	return results, nil
 }
 
 // pgbenchWithCPU is pgbench that also measures the proxy's CPU per transaction, when t is
@@ -141,18 +166,12 @@ func runPgbench(ctx context.Context, e *env, rep *report) error {
 // throughput partly measures who wins the CPU; the proxy's own CPU per transaction is
 // the figure that says how much work it does.
 func (e *env) pgbenchWithCPU(ctx context.Context, t target, clients int, rawName string, args ...string) pgbenchRun {
-	var proxy *server
-	switch t.Name {
-	case "tenantproxy":
-		proxy = e.tenantproxy
-	case "pgbouncer":
-		proxy = e.pgbouncer
-	default:
+	if t.PID == 0 {
 		return e.pgbench(ctx, t, clients, rawName, args...)
 	}
-	before, errBefore := cpuTime(proxy.pid)
+	before, errBefore := cpuTime(t.PID)
 	r := e.pgbench(ctx, t, clients, rawName, args...)
-	after, errAfter := cpuTime(proxy.pid)
+	after, errAfter := cpuTime(t.PID)
 	if r.ok() && errBefore == nil && errAfter == nil && r.Transactions > 0 {
 		r.ProxyCPUUS = float64((after - before).Microseconds()) / float64(r.Transactions)
 	}
@@ -176,12 +195,12 @@ func runTenantSwitches(ctx context.Context, e *env, rep *report) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			before, err := e.tenantSwitches(ctx)
+			before, err := e.tenantproxy.metric(ctx, "tenantproxy_pool_tenant_switches_total")
 			if err != nil {
 				return err
 			}
 			r := e.pgbenchTogether(ctx, v.users, 2, fmt.Sprintf("tenants-%s-%d", strings.ReplaceAll(v.name, " ", ""), i+1), "-S")
-			after, err := e.tenantSwitches(ctx)
+			after, err := e.tenantproxy.metric(ctx, "tenantproxy_pool_tenant_switches_total")
 			if err != nil {
 				return err
 			}
@@ -202,7 +221,7 @@ func (e *env) pgbenchTogether(ctx context.Context, users []string, clients int, 
 	var wg sync.WaitGroup
 	for i, u := range users {
 		wg.Go(func() {
-			runs[i] = e.pgbench(ctx, e.viaTenantproxy(u), clients, fmt.Sprintf("%s-%s-%d", rawName, u, i), args...)
+			runs[i] = e.pgbench(ctx, e.tenantproxy.target(u), clients, fmt.Sprintf("%s-%s-%d", rawName, u, i), args...)
 		})
 	}
 	wg.Wait()

@@ -84,7 +84,7 @@ Flags:
 	fs.StringVar(&o.Results, "results", "", "folder for the results (default: results/ in the repository)")
 	fs.IntVar(&o.PGPort, "pg-port", 0, "port of the private cluster (default: a free port)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each pgbench run (whole seconds)")
-	fs.IntVar(&o.Repeat, "repeat", 3, "repetitions of each pgbench run, interleaved across targets")
+	fs.IntVar(&o.Repeat, "repeat", 3, "repetitions of each pgbench, latency, threads and fairness run, interleaved across targets")
 	fs.IntVar(&o.Scale, "scale", 10, "pgbench scale factor (pgbench -i -s)")
 	idle := fs.String("idle-clients", "5000,10000", "idle authenticated clients held against a fresh instance of each proxy, comma-separated counts")
 	fs.DurationVar(&o.FairDuration, "fair-duration", 10*time.Second, "how long the victim tenant is measured, alone and under each flood (fairness section)")

@@ -49,6 +49,8 @@ type env struct {
 	admin          *pgx.ConnConfig // superuser, on the benchmark's database
 	appPassword    string          // tenantproxy_app
 	clientPassword string          // every proxy user
+	verifier       string          // clientPassword's, for every proxy user but floodUser
+	floodVerifier  string
 	bypassPassword string
 
 	pgbouncerBin string
@@ -190,6 +192,9 @@ func setUp(ctx context.Context, o options, repo, out string, cl *cleanups, rep *
 		return nil, err
 	}
 	if err := step("migrate and create roles", func() error { return e.migrate(ctx) }); err != nil {
+		return nil, err
+	}
+	if err := e.makeVerifiers(); err != nil {
 		return nil, err
 	}
 	if err := step("build tenantproxy", func() error { return e.build(ctx) }); err != nil {

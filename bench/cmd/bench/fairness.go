@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,9 +13,8 @@ const (
 	// PgBouncer they are two users of one database, so of one pool.
 	victimUser = "t01"
 	floodUser  = "t02"
-	// victimClients run victimQuery in a loop, as fast as answers come.
+	// victimClients run pgbench's select-only transaction, as fast as answers come.
 	victimClients = 2
-	victimQuery   = "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
 	// floodStopGrace is how long a stopped flood may take to finish what it started (a
 	// 2-second statement behind a queue of others) before it is cancelled.
 	floodStopGrace = 30 * time.Second
@@ -80,8 +78,7 @@ func runFairness(ctx context.Context, e *env, rep *report) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				r := e.fairnessRun(ctx, p, shape)
-				r.Repetition = i + 1
+				r := e.fairnessRun(ctx, p, shape, i+1)
 				logFairness(r)
 				rep.Fairness = append(rep.Fairness, r)
 			}
@@ -107,10 +104,12 @@ func floodNamed(key string) *floodShape {
 	return nil
 }
 
-// fairnessRun starts the flood, waits until each of its clients has started, then measures the
-// victim for --fair-duration, and stops both.
-func (e *env) fairnessRun(ctx context.Context, p *proxy, shape string) fairnessRun {
-	r := fairnessRun{Proxy: p.Label, Shape: shape}
+// fairnessRun starts the flood, waits until each of its clients has started, then runs the
+// victim for --fair-duration, and stops the flood. The victim is a pgbench process, not
+// goroutines of this one: the flood's goroutines would otherwise queue the victim's behind
+// them in this process's own scheduler, which no proxy could help.
+func (e *env) fairnessRun(ctx context.Context, p *proxy, shape string, repetition int) fairnessRun {
+	r := fairnessRun{Proxy: p.Label, Shape: shape, Repetition: repetition}
 	var flood *load
 	if s := floodNamed(shape); s != nil {
 		flood = startLoad(ctx, s.Workers, s.worker(p.target(floodUser)))
@@ -120,24 +119,15 @@ func (e *env) fairnessRun(ctx context.Context, p *proxy, shape string) fairnessR
 			return r
 		}
 	}
-	accounts := 100000 * e.o.Scale
-	victim := startLoad(ctx, victimClients, connectionWorker(p.target(victimUser), func(ctx context.Context, conn *pgx.Conn) error {
-		var balance int
-		return conn.QueryRow(ctx, victimQuery, 1+rand.IntN(accounts)).Scan(&balance)
-	}))
-	if !victim.waitReady(ctx) {
-		victim.stop(floodStopGrace)
-		if flood != nil {
-			flood.stop(floodStopGrace)
-		}
-		r.Error = "the victim's clients did not start within a minute"
-		return r
-	}
 	from := time.Now()
-	pause(ctx, e.o.FairDuration) // the measurement window
+	run, us := e.pgbenchLogged(ctx, p.target(victimUser), victimClients, e.o.FairDuration,
+		fmt.Sprintf("fairness-%s-%s-%d", p.Key, shape, repetition), "-S")
 	to := time.Now()
-	victim.stop(floodStopGrace)
-	r.Victim = victim.figures(from, to)
+	r.Victim = loadFigures{Seconds: e.o.FairDuration.Seconds(), Ops: int(run.Transactions), PerSecond: run.TPS,
+		P50MS: percentile(us, 50) / 1000, P99MS: percentile(us, 99) / 1000}
+	if !run.ok() {
+		r.Victim.Errors, r.Victim.ErrorSamples = max(1, run.Aborted), []string{run.Error}
+	}
 	if flood != nil {
 		flood.stop(floodStopGrace)
 		f := flood.figures(from, to)

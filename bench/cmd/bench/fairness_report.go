@@ -111,8 +111,8 @@ func (r *report) fairnessTargets() []targetRow {
 			if under.victimPS == 0 {
 				p99 = "none completed"
 			}
-			parts = append(parts, fmt.Sprintf("%s %.2fx solo (floor %.2fx), p99 %s (solo %.1f ms), %d errors",
-				p, under.victimPS/solo.victimPS, fairFloor(s.Key, solo, under)/solo.victimPS, p99, solo.p99, under.victimErrors))
+			parts = append(parts, fmt.Sprintf("%s %s solo (floor %s), p99 %s (solo %.1f ms), %d errors",
+				p, ratio(under.victimPS/solo.victimPS), ratio(fairFloor(s.Key, solo, under)/solo.victimPS), p99, solo.p99, under.victimErrors))
 			if p == "tenantproxy" {
 				row.verdict = verdict(fairMet(s.Key, solo, under))
 			}
@@ -131,12 +131,16 @@ func (r *report) writeFairness(m *markdown) {
 	}
 	o := r.Options
 	m.p("## Fair share between tenants\n")
-	m.p("A victim tenant (user %s, %d pgx clients running `%s` with a random aid, as fast as answers come) is", victimUser, victimClients, victimQuery)
-	m.p("measured for %s alone, then while another tenant (user %s) floods the same proxy. Through tenantproxy the", o.FairDuration, floodUser)
-	m.p("two users are two tenants; through PgBouncer they are two users of one database, so of one pool of %d", poolSize)
-	m.p("backends. A flood starts first; the victim's window opens once each of its clients has started its first")
-	m.p("operation and the victim's clients are connected, and closes after %s; both then stop. Figures count the", o.FairDuration)
-	m.p("operations that ended inside the window; medians over %d repetition(s), the proxies' order rotating.\n", o.Repeat)
+	m.p("A victim tenant (user %s: `pgbench -n -S -c %d -j 2 -T %d -l`, pgbench's select-only transaction as fast as", victimUser, victimClients, int(o.FairDuration.Seconds()))
+	m.p("answers come) is measured alone, then while another tenant (user %s, Go clients in this program) floods the", floodUser)
+	m.p("same proxy. Through tenantproxy the two users are two tenants; through PgBouncer they are two users of one")
+	m.p("database, so of one pool of %d backends. The flood starts first; the victim starts once each flood client has", poolSize)
+	m.p("started its first operation. The victim's figures are pgbench's (p50 and p99 from its log of every transaction;")
+	m.p("errors are clients pgbench lost); the flood's count the operations that ended while pgbench ran. The victim runs")
+	m.p("as a process of its own so that the flood's goroutines do not queue it in this program's scheduler. The flood")
+	m.p("user's SCRAM verifier has 1 PBKDF2 iteration (in both proxies): a proxy stores the derived keys and does the")
+	m.p("same work whatever the count, while 4096 iterations in each login of (c) would spend the shared CPUs in the")
+	m.p("flood's own clients. Medians over %d repetition(s), the proxies' order rotating.\n", o.Repeat)
 	for _, s := range floodShapes {
 		m.p("- %s: one %s per operation.", s.Title, strings.TrimSuffix(s.Unit, "s"))
 	}
@@ -168,7 +172,7 @@ func (r *report) writeFairness(m *markdown) {
 			if under.victimPS == 0 {
 				p50, p99 = "none completed", "none completed"
 			}
-			rows = append(rows, []string{s.Title, num(under.victimPS, "%.0f"), num(under.victimPS/solo.victimPS, "%.2fx"),
+			rows = append(rows, []string{s.Title, num(under.victimPS, "%.0f"), ratio(under.victimPS / solo.victimPS),
 				p50, p99, fmt.Sprint(under.victimErrors),
 				num(under.floodPS, "%.0f") + " " + s.Unit + "/s", fmt.Sprint(under.floodErrors),
 				num(fairFloor(s.Key, solo, under), "%.0f"), num(fairP99Limit(s.Key, solo), "%.1f ms"), verdict(fairMet(s.Key, solo, under))})
@@ -202,4 +206,12 @@ func (r *report) writeFairness(m *markdown) {
 			cell(strings.Join(samples, "; "))})
 	}
 	m.table([]string{"proxy", "flood", "run", "victim /s", "p50 (ms)", "p99 (ms)", "victim errors", "flood", "flood errors", "errors seen"}, rows)
+}
+
+// ratio prints a ratio with two decimals, three below 0.1 so that a starved victim's is not 0.
+func ratio(v float64) string {
+	if v < 0.1 {
+		return num(v, "%.3fx")
+	}
+	return num(v, "%.2fx")
 }

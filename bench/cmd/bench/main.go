@@ -125,8 +125,8 @@ Flags:
 		return o, fmt.Errorf("--repeat must be at least 1")
 	case o.Scale < 1:
 		return o, fmt.Errorf("--scale must be at least 1")
-	case o.FairDuration < time.Second:
-		return o, fmt.Errorf("--fair-duration must be at least 1s")
+	case o.FairDuration < time.Second || o.FairDuration%time.Second != 0:
+		return o, fmt.Errorf("--fair-duration must be whole seconds, at least 1s")
 	case o.StartupClients < 1 || o.MemorySettle < 0:
 		return o, fmt.Errorf("--memory-startup-clients must be at least 1 and --memory-settle at least 0")
 	case o.VectorRows < 1000:

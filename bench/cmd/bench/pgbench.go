@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // scenario is one pgbench workload run against every target.
@@ -53,7 +54,9 @@ type pgbenchRun struct {
 	Transactions int64   `json:"transactions"`
 	// ProxyCPUUS is the CPU the proxy used per transaction, in microseconds (not for direct).
 	ProxyCPUUS float64 `json:"proxy_cpu_us_per_transaction,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	// Aborted counts the clients pgbench lost to an error.
+	Aborted int    `json:"aborted,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 func (r pgbenchRun) ok() bool { return r.Error == "" }
@@ -62,14 +65,20 @@ var (
 	tpsLine     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 	latencyLine = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
 	failedLine  = regexp.MustCompile(`(?m)^number of failed transactions: ([1-9][0-9]*)`)
+	abortedLine = regexp.MustCompile(`(?m)client [0-9]+ aborted`)
 	txnsLine    = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
 )
 
 // pgbench runs pgbench against t for --duration with clients, after -n (the tables were
 // vacuumed by -i). Its output is kept under raw/ for whoever doubts a figure.
 func (e *env) pgbench(ctx context.Context, t target, clients int, rawName string, args ...string) pgbenchRun {
+	return e.pgbenchFor(ctx, t, clients, e.o.Duration, rawName, args...)
+}
+
+// pgbenchFor is pgbench for d (whole seconds).
+func (e *env) pgbenchFor(ctx context.Context, t target, clients int, d time.Duration, rawName string, args ...string) pgbenchRun {
 	argv := []string{"-n", "-h", t.Host, "-p", strconv.Itoa(t.Port), "-U", t.User,
-		"-T", strconv.Itoa(int(e.o.Duration.Seconds())), "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(2, clients))}
+		"-T", strconv.Itoa(int(d.Seconds())), "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(2, clients))}
 	argv = append(append(argv, args...), t.Database)
 	cmd := exec.CommandContext(ctx, "pgbench", argv...)
 	cmd.Dir = e.out
@@ -83,7 +92,7 @@ func (e *env) pgbench(ctx context.Context, t target, clients int, rawName string
 }
 
 func parsePgbench(out string, err error) pgbenchRun {
-	var r pgbenchRun
+	r := pgbenchRun{Aborted: len(abortedLine.FindAllString(out, -1))}
 	if m := tpsLine.FindStringSubmatch(out); m != nil {
 		r.TPS, _ = strconv.ParseFloat(m[1], 64)
 	}
@@ -239,28 +248,17 @@ func (e *env) pgbenchTogether(ctx context.Context, users []string, clients int, 
 // runLatency times every transaction of pgbench -S with one client (pgbench -l) against each
 // target, interleaved and repeated.
 func runLatency(ctx context.Context, e *env, rep *report) error {
-	logs := filepath.Join(e.out, "latency-logs")
-	if err := os.MkdirAll(logs, 0o755); err != nil {
-		return err
-	}
-	defer os.RemoveAll(logs) // the per-transaction logs are large; the report keeps what they say
 	res := latencyResult{Runs: map[string][]latencyRun{}}
 	for i := range e.o.Repeat {
 		for _, t := range rotate(e.targets(), i) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			prefix := filepath.Join(logs, fmt.Sprintf("%s-%d", t.Name, i+1))
-			r := e.pgbench(ctx, t, 1, fmt.Sprintf("latency-%s-%d", t.Name, i+1), "-S", "-l", "--log-prefix="+prefix)
+			r, us := e.pgbenchLogged(ctx, t, 1, e.o.Duration, fmt.Sprintf("latency-%s-%d", t.Name, i+1), "-S")
 			lr := latencyRun{TPS: r.TPS, Error: r.Error}
 			if r.ok() {
-				us, err := readLatencies(prefix)
-				if err != nil {
-					lr.Error = err.Error()
-				} else {
-					lr.Samples = len(us)
-					lr.P50, lr.P99 = percentile(us, 50), percentile(us, 99)
-				}
+				lr.Samples = len(us)
+				lr.P50, lr.P99 = percentile(us, 50), percentile(us, 99)
 			}
 			logf("  latency, %s, run %d: p50 %.0f us, p99 %.0f us %s", t.Name, i+1, lr.P50, lr.P99, lr.Error)
 			res.Runs[t.Name] = append(res.Runs[t.Name], lr)
@@ -268,6 +266,26 @@ func runLatency(ctx context.Context, e *env, rep *report) error {
 	}
 	rep.Latency = &res
 	return nil
+}
+
+// pgbenchLogged is pgbench for d that logs every transaction (pgbench -l) and returns their
+// latencies in microseconds. The logs are large and removed; the figures keep what they say.
+func (e *env) pgbenchLogged(ctx context.Context, t target, clients int, d time.Duration, rawName string, args ...string) (pgbenchRun, []float64) {
+	logs, err := os.MkdirTemp(e.out, "pgbench-log-")
+	if err != nil {
+		return pgbenchRun{Error: err.Error()}, nil
+	}
+	defer os.RemoveAll(logs)
+	prefix := filepath.Join(logs, "txn")
+	r := e.pgbenchFor(ctx, t, clients, d, rawName, slices.Concat(args, []string{"-l", "--log-prefix=" + prefix})...)
+	if !r.ok() {
+		return r, nil
+	}
+	us, err := readLatencies(prefix)
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r, us
 }
 
 // readLatencies reads the third field (latency in microseconds) of every line of the

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
 	"github.com/tenantproxy/tenantproxy/migrations"
 )
 
@@ -20,9 +19,9 @@ import (
 const pgbouncerPreparedStatements = 1000
 
 // pgbouncerFiles writes pgbouncer.ini and its userlist: transaction pooling, SCRAM for the
-// clients with the same verifier tenantproxy uses, the app role to PostgreSQL over TCP. The
+// clients with the same verifiers tenantproxy uses, the app role to PostgreSQL over TCP. The
 // database names its user, so every client user shares one pool of poolSize backends.
-func (e *env) pgbouncerFiles(dir string, port int, verifier string) (string, error) {
+func (e *env) pgbouncerFiles(dir string, port int) (string, error) {
 	ini := fmt.Sprintf(`; Written by bench/cmd/bench for one run.
 [databases]
 app = host=%s port=%d dbname=%s user=%s password=%s
@@ -45,7 +44,7 @@ ignore_startup_parameters = extra_float_digits
 		filepath.Join(dir, "userlist.txt"), poolSize, e.maxClients(), pgbouncerPreparedStatements, filepath.Join(dir, "pgbouncer.pid"))
 	var users strings.Builder
 	for _, u := range append([]string{benchUser}, tenants...) {
-		fmt.Fprintf(&users, "%q %q\n", u, verifier)
+		fmt.Fprintf(&users, "%q %q\n", u, e.verifierOf(u))
 	}
 	path := filepath.Join(dir, "pgbouncer.ini")
 	if err := os.WriteFile(path, []byte(ini), 0o600); err != nil {
@@ -59,10 +58,6 @@ ignore_startup_parameters = extra_float_digits
 // the binary in that folder: the build cache under root's home is closed to other users. The
 // caller stops it.
 func (e *env) startPgbouncer(ctx context.Context, key, label string) (*proxy, error) {
-	verifier, err := scramsecret.New(e.clientPassword)
-	if err != nil {
-		return nil, err
-	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -71,7 +66,7 @@ func (e *env) startPgbouncer(ctx context.Context, key, label string) (*proxy, er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	ini, err := e.pgbouncerFiles(dir, port, verifier)
+	ini, err := e.pgbouncerFiles(dir, port)
 	if err != nil {
 		return nil, err
 	}

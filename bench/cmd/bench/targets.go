@@ -28,10 +28,10 @@ func (r *report) targets() []targetRow {
 // (>= 1.0x) or proxy CPU per transaction (<= 1.0x).
 func (r *report) pgbenchTarget(what string, keys []string, throughput bool) targetRow {
 	row := targetRow{what, "<= 1.0x PgBouncer at 1, 8 and 64 clients", notMeasured, notMeasured}
-	figure, unit := medianCPU, "µs"
+	figure, unit, format := medianCPU, "µs", "%.1f"
 	if throughput {
 		row.target = ">= 1.0x PgBouncer at 1, 8 and 64 clients"
-		figure, unit = medianTPS, "tps"
+		figure, unit, format = medianTPS, "tps", "%.0f"
 	}
 	var ratios, tps, pgbs, clients []string
 	ok, complete := true, true
@@ -41,20 +41,15 @@ func (r *report) pgbenchTarget(what string, keys []string, throughput bool) targ
 			return row
 		}
 		tp, pgb := figure(s.Runs["tenantproxy"]), figure(s.Runs["pgbouncer"])
-		ratio := tp / pgb
-		complete = complete && !math.IsNaN(ratio)
+		rel := tp / pgb
+		complete = complete && !math.IsNaN(rel)
 		if throughput {
-			ok = ok && ratio >= 1.0
+			ok = ok && rel >= 1.0
 		} else {
-			ok = ok && ratio <= 1.0
+			ok = ok && rel <= 1.0
 		}
-		ratios, tps, pgbs = append(ratios, num(ratio, "%.2fx")), append(tps, num(tp, "%.1f")), append(pgbs, num(pgb, "%.1f"))
+		ratios, tps, pgbs = append(ratios, num(rel, "%.2fx")), append(tps, num(tp, format)), append(pgbs, num(pgb, format))
 		clients = append(clients, fmt.Sprint(scenarioNamed(key).Clients))
-	}
-	if throughput {
-		for i := range tps {
-			tps[i], pgbs[i] = strings.TrimSuffix(tps[i], ".0"), strings.TrimSuffix(pgbs[i], ".0")
-		}
 	}
 	row.measured = fmt.Sprintf("%s at %s clients (tenantproxy %s %s; PgBouncer %s %s)", strings.Join(ratios, " / "), strings.Join(clients, " / "),
 		strings.Join(tps, " / "), unit, strings.Join(pgbs, " / "), unit)

@@ -12,13 +12,12 @@ import (
 	"strings"
 
 	"github.com/tenantproxy/tenantproxy/config"
-	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
 	"github.com/tenantproxy/tenantproxy/migrations"
 )
 
 // tenantproxyConfig is the TOML tenantproxy serves: transaction pooling, users bench (tenant
-// acme) and t00..t49 (each its own tenant), all with one SCRAM verifier.
-func (e *env) tenantproxyConfig(verifier string, port int, metrics string, threads int) string {
+// acme) and t00..t49 (each its own tenant), with the SCRAM verifiers of verifiers.go.
+func (e *env) tenantproxyConfig(port int, metrics string, threads int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by bench/cmd/bench for one run.
 listen = "127.0.0.1:%d"
@@ -53,9 +52,9 @@ format = "json"
 password = %q
 tenant = "acme"
 `, port, e.maxClients(), threads, metrics, e.admin.Host, e.admin.Port, e.admin.Database,
-		migrations.AppRole, e.appPassword, poolSize, strings.Join(tenants, `", "`), benchUser, verifier)
+		migrations.AppRole, e.appPassword, poolSize, strings.Join(tenants, `", "`), benchUser, e.verifierOf(benchUser))
 	for _, t := range tenants {
-		fmt.Fprintf(&b, "\n[users.%s]\npassword = %q\ntenant = %q\n", t, verifier, t)
+		fmt.Fprintf(&b, "\n[users.%s]\npassword = %q\ntenant = %q\n", t, e.verifierOf(t), t)
 	}
 	return b.String()
 }
@@ -76,10 +75,6 @@ func (e *env) checkTenantproxy(ctx context.Context, rep *report) error {
 // startTenantproxy serves a generated config as a process of its own, key naming its files
 // under the run's folder; threads is the config's threads (0: every CPU). The caller stops it.
 func (e *env) startTenantproxy(ctx context.Context, key, label string, threads int) (*proxy, error) {
-	verifier, err := scramsecret.New(e.clientPassword)
-	if err != nil {
-		return nil, err
-	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -89,7 +84,7 @@ func (e *env) startTenantproxy(ctx context.Context, key, label string, threads i
 		return nil, err
 	}
 	metrics := fmt.Sprintf("127.0.0.1:%d", metricsPort)
-	text := e.tenantproxyConfig(verifier, port, metrics, threads)
+	text := e.tenantproxyConfig(port, metrics, threads)
 	path := filepath.Join(e.out, key+".toml")
 	if _, err := config.Parse(path, []byte(text)); err != nil {
 		return nil, fmt.Errorf("the generated configuration is invalid: %w", err)

@@ -89,3 +89,12 @@ func TestLoadFigures(t *testing.T) {
 		t.Fatalf("figures %+v: want 2 ops, 1 error, 2/s, p50 2 ms, p99 4 ms", f)
 	}
 }
+
+// The stalled clients are counted by outcome, with the range of what they had sent.
+func TestSummarizeSends(t *testing.T) {
+	got := summarizeSends([]sendOutcome{{"cut off by the proxy", 16}, {"sent the whole packet", 30}, {"cut off by the proxy", 19}, {"cut off by the proxy", 17}})
+	want := "1 sent the whole packet (30 MB sent), 3 cut off by the proxy (16 to 19 MB sent)"
+	if got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

@@ -130,7 +130,7 @@ func stalledStartups(ctx context.Context, e *env, p *proxy, hold func()) (string
 	packet := startupPacket()
 	n := e.o.StartupClients
 	conns := make([]net.Conn, n)
-	sent := make([]string, n)
+	sent := make([]sendOutcome, n)
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -143,7 +143,7 @@ func stalledStartups(ctx context.Context, e *env, p *proxy, hold func()) (string
 		wg.Go(func() {
 			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", p.port))
 			if err != nil {
-				sent[i] = "not connected"
+				sent[i] = sendOutcome{kind: "not connected"}
 				return
 			}
 			conns[i] = c
@@ -162,27 +162,54 @@ func stalledStartups(ctx context.Context, e *env, p *proxy, hold func()) (string
 		conns[i] = nil
 		c.Close()
 	}
-	counts := map[string]int{}
-	for _, s := range sent {
-		counts[s]++
-	}
-	return fmt.Sprintf("%d clients: %s; then the proxy: %s", n, summarize(counts), summarize(replies)), nil
+	return fmt.Sprintf("%d clients: %s; then the proxy: %s", n, summarizeSends(sent), summarize(replies)), nil
+}
+
+// sendOutcome is how far a client got with its packet.
+type sendOutcome struct {
+	kind string
+	mb   int // sent before it stopped
 }
 
 // sendAll writes packet in pieces, each allowed five seconds: a proxy that stops reading
 // stalls the client there.
-func sendAll(c net.Conn, packet []byte) string {
+func sendAll(c net.Conn, packet []byte) sendOutcome {
 	const piece = 256 << 10
 	for off := 0; off < len(packet); off += piece {
 		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if _, err := c.Write(packet[off:min(off+piece, len(packet))]); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return fmt.Sprintf("stalled: the proxy stopped reading after about %d MB", off>>20)
+				return sendOutcome{"stalled, the proxy no longer reading", off >> 20}
 			}
-			return fmt.Sprintf("cut off: the proxy closed the connection after about %d MB", off>>20)
+			return sendOutcome{"cut off by the proxy", off >> 20}
 		}
 	}
-	return fmt.Sprintf("sent all %d MB", len(packet)>>20)
+	return sendOutcome{"sent the whole packet", len(packet) >> 20}
+}
+
+// summarizeSends counts the clients of each outcome, with how many MB they had sent.
+func summarizeSends(sent []sendOutcome) string {
+	type span struct{ n, lo, hi int }
+	spans := map[string]*span{}
+	for _, s := range sent {
+		sp, ok := spans[s.kind]
+		if !ok {
+			sp = &span{lo: s.mb, hi: s.mb}
+			spans[s.kind] = sp
+		}
+		sp.n++
+		sp.lo, sp.hi = min(sp.lo, s.mb), max(sp.hi, s.mb)
+	}
+	var parts []string
+	for kind, sp := range spans {
+		mbs := fmt.Sprintf("%d MB", sp.lo)
+		if sp.hi != sp.lo {
+			mbs = fmt.Sprintf("%d to %d MB", sp.lo, sp.hi)
+		}
+		parts = append(parts, fmt.Sprintf("%d %s (%s sent)", sp.n, kind, mbs))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
 }
 
 // replyOf reads what the proxy sent a stalled client: an error's message, nothing yet, or an

@@ -5,6 +5,7 @@
 // pgtest, so the whole package runs with one.
 //
 // The command bench/cmd/bench compares tenantproxy with PostgreSQL and PgBouncer as separate
-// processes on one machine (pgbench, latency, idle clients, RLS overhead, recall, isolation)
-// and writes a Markdown report with SVG charts under results/<UTC timestamp>/.
+// processes on one machine (pgbench throughput and proxy CPU, latency, threads, idle clients,
+// fair share between tenants, memory a tenant can make the proxy hold, RLS overhead, recall,
+// isolation) and writes a Markdown report with SVG charts under results/<UTC timestamp>/.
 package bench

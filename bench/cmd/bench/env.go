@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,19 +49,21 @@ type env struct {
 	admin          *pgx.ConnConfig // superuser, on the benchmark's database
 	appPassword    string          // tenantproxy_app
 	clientPassword string          // every proxy user
+	verifier       string          // clientPassword's, for every proxy user but floodUser
+	floodVerifier  string
 	bypassPassword string
 
-	tenantproxy *server
-	tpPort      int
-	tpMetrics   string // host:port of tenantproxy's /metrics
-	pgbouncer   *server
-	pgbPort     int
+	pgbouncerBin string
+	// tenantproxy and pgbouncer serve the whole run; some sections start their own, fresh
+	// ones beside them.
+	tenantproxy *proxy
+	pgbouncer   *proxy
 
 	dataLoaded bool
 	dataErr    error
 }
 
-// target is one of the three things pgbench connects to.
+// target is one thing pgbench or the Go clients connect to.
 type target struct {
 	Name     string
 	Host     string
@@ -67,24 +71,30 @@ type target struct {
 	User     string
 	Password string
 	Database string
+	// PID is the proxy's process, whose CPU the runs read; 0 for direct.
+	PID int
+}
+
+// url is how a pgx client reaches the target.
+func (t target) url() string {
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", t.User, t.Password, net.JoinHostPort(t.Host, strconv.Itoa(t.Port)), t.Database)
 }
 
 func (e *env) direct() target {
-	return target{"direct", e.admin.Host, int(e.admin.Port), migrations.AppRole, e.appPassword, e.admin.Database}
-}
-
-func (e *env) viaPgbouncer(user string) target {
-	return target{"pgbouncer", "127.0.0.1", e.pgbPort, user, e.clientPassword, "app"}
-}
-
-func (e *env) viaTenantproxy(user string) target {
-	return target{"tenantproxy", "127.0.0.1", e.tpPort, user, e.clientPassword, "app"}
+	return target{Name: "direct", Host: e.admin.Host, Port: int(e.admin.Port), User: migrations.AppRole, Password: e.appPassword, Database: e.admin.Database}
 }
 
 // targets are the three, in the order runs start (rotated per repetition).
 func (e *env) targets() []target {
-	return []target{e.direct(), e.viaPgbouncer(benchUser), e.viaTenantproxy(benchUser)}
+	return []target{e.direct(), e.pgbouncer.target(benchUser), e.tenantproxy.target(benchUser)}
 }
+
+// maxClients is the client connections each proxy accepts: the most any section opens, and
+// some to spare.
+func (e *env) maxClients() int { return slices.Max(e.o.IdleClients) + 1000 }
+
+// fileLimit is what each process needs to hold that many clients.
+func (e *env) fileLimit() uint64 { return uint64(e.maxClients()) + 4096 }
 
 // connectAs opens a pgx connection to the benchmark's database as user, or as the superuser
 // when user is "".
@@ -184,25 +194,46 @@ func setUp(ctx context.Context, o options, repo, out string, cl *cleanups, rep *
 	if err := step("migrate and create roles", func() error { return e.migrate(ctx) }); err != nil {
 		return nil, err
 	}
+	if err := e.makeVerifiers(); err != nil {
+		return nil, err
+	}
 	if err := step("build tenantproxy", func() error { return e.build(ctx) }); err != nil {
 		return nil, err
 	}
-	if err := step("find PgBouncer", func() error { return ensurePgbouncer(ctx) }); err != nil {
+	if err := step("find or build PgBouncer "+pgbouncerVersion, func() (err error) {
+		e.pgbouncerBin, err = ensurePgbouncer(ctx, repo)
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	if o.has("pgbench") || o.has("latency") {
+	if o.needsPgbench() {
 		if err := step(fmt.Sprintf("pgbench -i -s %d", o.Scale), func() error { return e.initPgbench(ctx) }); err != nil {
 			return nil, err
 		}
 	}
-	if err := raiseFileLimit(o.IdleClients, rep); err != nil {
+	if err := raiseFileLimit(e.fileLimit(), rep); err != nil {
 		return nil, err
 	}
-	if err := step("start tenantproxy", func() error { return e.startTenantproxy(ctx, cl, rep) }); err != nil {
+	if err := step("tenantproxy check", func() error { return e.checkTenantproxy(ctx, rep) }); err != nil {
 		return nil, err
 	}
-	if err := step("start PgBouncer", func() error { return e.startPgbouncer(ctx, cl, rep) }); err != nil {
+	if err := step("start tenantproxy", func() (err error) {
+		e.tenantproxy, err = e.startTenantproxy(ctx, "tenantproxy", "tenantproxy", 0)
+		return err
+	}); err != nil {
 		return nil, err
+	}
+	cl.add(e.tenantproxy.stop)
+	if err := step("start PgBouncer", func() (err error) {
+		e.pgbouncer, err = e.startPgbouncer(ctx, "pgbouncer", "PgBouncer")
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	cl.add(e.pgbouncer.stop)
+	for _, p := range []*proxy{e.tenantproxy, e.pgbouncer} {
+		soft, hard := openFileLimit(p.pid())
+		rep.note(fmt.Sprintf("%s's open-file limit: %d (hard %d).", p.Label, soft, hard))
 	}
 	rep.Machine = machineInfo(ctx, e)
 	return e, nil
@@ -407,11 +438,11 @@ func machineInfo(ctx context.Context, e *env) []keyValue {
 		}
 		info = append(info, keyValue{"PostgreSQL settings", strings.Join(settings, ", ")})
 	}
-	out, _ := command(ctx, e.out, cleanEnv(), "pgbouncer", "--version")
-	info = append(info, keyValue{"PgBouncer", firstLine(out)})
+	out, _ := command(ctx, e.out, cleanEnv(), e.pgbouncerBin, "--version")
+	info = append(info, keyValue{"PgBouncer", fmt.Sprintf("%s, built from Debian 13's source package; max_prepared_statements = %d", firstLine(out), pgbouncerPreparedStatements)})
 	out, _ = command(ctx, e.out, cleanEnv(), "pgbench", "--version")
 	info = append(info, keyValue{"pgbench", firstLine(out)})
-	info = append(info, keyValue{"tenantproxy threads", fmt.Sprintf("threads = 0: GOMAXPROCS, every CPU (%d here)", runtime.NumCPU())})
+	info = append(info, keyValue{"tenantproxy threads", fmt.Sprintf("threads = 0: GOMAXPROCS, every CPU (%d here); the threads section also runs threads = 1 and 2", runtime.NumCPU())})
 	return info
 }
 

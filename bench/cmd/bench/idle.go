@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// idleResult is one proxy holding --idle-clients authenticated, idle clients.
+// idleResult is one proxy holding a number of authenticated, idle clients.
 type idleResult struct {
 	Server         string  `json:"server"`
 	Wanted         int     `json:"wanted"`
@@ -25,33 +25,38 @@ type idleResult struct {
 // idleWorkers connect clients in parallel: SCRAM costs each client a few milliseconds of CPU.
 const idleWorkers = 16
 
-// runIdle holds the idle clients against tenantproxy, then against PgBouncer, one at a time,
-// and reads each server's resident memory while it holds them.
+// runIdle holds each --idle-clients count against a fresh tenantproxy, then a fresh PgBouncer,
+// one at a time, and reads each server's resident memory while it holds them. Fresh processes
+// start from the same state: memory a previous count left in a process would hide part of the
+// next count's cost.
 func runIdle(ctx context.Context, e *env, rep *report) error {
-	for _, s := range []struct {
-		srv  *server
-		port int
-	}{{e.tenantproxy, e.tpPort}, {e.pgbouncer, e.pgbPort}} {
-		r := holdIdle(ctx, s.srv, s.port, e.clientPassword, e.o.IdleClients)
-		logf("  %s: %d of %d idle clients, %d answered, RSS %.1f MB (%.1f MB before) %s",
-			r.Server, r.Connected, r.Wanted, r.Answered, float64(r.RSSKB)/1024, float64(r.BaseRSSKB)/1024, r.Error)
-		rep.Idle = append(rep.Idle, r)
-		if ctx.Err() != nil {
-			return ctx.Err()
+	for _, n := range e.o.IdleClients {
+		for _, s := range e.freshProxies() {
+			p, err := s.start(ctx, fmt.Sprintf("%s-idle-%d", s.key, n), s.label)
+			if err != nil {
+				return err
+			}
+			r := holdIdle(ctx, p, n)
+			p.stop()
+			logf("  %s: %d of %d idle clients, %d answered, RSS %.1f MB (%.1f MB before) %s",
+				r.Server, r.Connected, r.Wanted, r.Answered, float64(r.RSSKB)/1024, float64(r.BaseRSSKB)/1024, r.Error)
+			rep.Idle = append(rep.Idle, r)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
 	}
 	return nil
 }
 
-func holdIdle(ctx context.Context, srv *server, port int, password string, n int) idleResult {
-	r := idleResult{Server: srv.name, Wanted: n}
+func holdIdle(ctx context.Context, p *proxy, n int) idleResult {
+	r := idleResult{Server: p.Label, Wanted: n}
 	fail := func(err error) idleResult { r.Error = err.Error(); return r }
-	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=app sslmode=disable connect_timeout=30",
-		port, benchUser, password))
+	cfg, err := p.pgconnConfig(benchUser)
 	if err != nil {
 		return fail(err)
 	}
-	if r.BaseRSSKB, err = rssKB(srv.pid); err != nil {
+	if r.BaseRSSKB, err = settledRSS(ctx, p.pid()); err != nil {
 		return fail(err)
 	}
 
@@ -63,8 +68,9 @@ func holdIdle(ctx context.Context, srv *server, port int, password string, n int
 	if err != nil {
 		return fail(fmt.Errorf("after %d clients: %w", len(conns), err))
 	}
-	time.Sleep(2 * time.Second) // let the server finish with the last logins
-	if r.RSSKB, err = rssKB(srv.pid); err != nil {
+	// The last logins are answered before the server is done with them (a goroutine ending,
+	// buffers released): read the memory once it has stopped moving.
+	if r.RSSKB, err = settledRSS(ctx, p.pid()); err != nil {
 		return fail(err)
 	}
 	// Each client then runs one query, to show they were real, usable sessions.
@@ -76,6 +82,12 @@ func holdIdle(ctx context.Context, srv *server, port int, password string, n int
 	})
 	r.Answered = int(answered.Load())
 	return r
+}
+
+// pgconnConfig is how a client reaches the proxy as user.
+func (p *proxy) pgconnConfig(user string) (*pgconn.Config, error) {
+	return pgconn.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=app sslmode=disable connect_timeout=30",
+		p.port, user, p.password))
 }
 
 // connectMany opens n connections, stopping at the first failure.

@@ -65,8 +65,7 @@ func runIsolation(ctx context.Context, e *env, rep *report) error {
 	for i := range clients {
 		tenant := tenants[i%len(tenants)]
 		wg.Go(func() {
-			url := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/app?sslmode=disable", tenant, e.clientPassword, e.tpPort)
-			conn, err := pgx.Connect(ctx, url)
+			conn, err := pgx.Connect(ctx, e.tenantproxy.target(tenant).url())
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -1,8 +1,9 @@
 // Command bench measures tenantproxy on one machine, in one run, against PostgreSQL itself and
 // against PgBouncer, and writes a Markdown report with SVG charts under results/<UTC timestamp>/.
 //
-//	go run ./bench/cmd/bench                       # the full run (about 15 minutes on 2 cores)
-//	go run ./bench/cmd/bench --duration 3s --repeat 1 --idle-clients 2000 --vector-rows 5000
+//	go run ./bench/cmd/bench                       # the full run (about 45 minutes on 2 cores)
+//	go run ./bench/cmd/bench --duration 2s --repeat 1 --idle-clients 1000 --fair-duration 2s \
+//		--memory-startup-clients 4 --memory-settle 1s --vector-rows 5000   # a smoke run
 //
 // It starts everything it measures (a private PostgreSQL cluster unless --database-url names a
 // server, tenantproxy built from this checkout, PgBouncer) and stops all of it at the end, also
@@ -18,13 +19,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
 // sections are the parts of a run, in the order they run; --only picks some.
-var sections = []string{"pgbench", "latency", "idle", "rls", "recall", "isolation"}
+var sections = []string{"pgbench", "latency", "threads", "idle", "fairness", "memory", "rls", "recall", "isolation"}
 
 type options struct {
 	DatabaseURL       string
@@ -33,7 +35,10 @@ type options struct {
 	Duration          time.Duration
 	Repeat            int
 	Scale             int
-	IdleClients       int
+	IdleClients       []int
+	FairDuration      time.Duration
+	StartupClients    int
+	MemorySettle      time.Duration
 	VectorRows        int
 	GraphEntities     int
 	RLSRuns           int
@@ -46,6 +51,11 @@ type options struct {
 
 func (o options) has(section string) bool { return slices.Contains(o.Only, section) }
 
+// needsPgbench says whether a section chosen runs pgbench's query, on pgbench's tables.
+func (o options) needsPgbench() bool {
+	return o.has("pgbench") || o.has("latency") || o.has("threads") || o.has("fairness")
+}
+
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -55,9 +65,10 @@ func parseFlags(args []string) (options, error) {
 Usage: go run ./bench/cmd/bench [flags]
 
 Writes report.md, results.json and SVG charts to <results>/<UTC timestamp>/ and prints the path.
-Needs: pgbench (postgresql-client), PgBouncer (installed with apt-get when missing and run as
-root), PostgreSQL with pgvector (the run calls scripts/pgenv install, which installs what is
-missing), and Go to build tenantproxy.
+Needs: pgbench (postgresql-client), PgBouncer %s (built once from Debian 13's source package
+into ~/.cache/tenantproxy-bench when missing, which needs root and apt-get; PgBouncer then runs as
+the postgres user), PostgreSQL with pgvector (the run calls scripts/pgenv install, which installs
+what is missing), and Go to build tenantproxy.
 By default it runs its own PostgreSQL cluster in that folder (max_connections 400) and removes
 its data at the end. With --database-url it creates a database of its own on that server, and
 drops it at the end; it also sets the password of the cluster-wide role tenantproxy_app and
@@ -66,16 +77,19 @@ creates (then drops) the role tenantproxy_bench_bypass, so use a server nothing 
 Sections (--only): %s.
 
 Flags:
-`, strings.Join(sections, ", "))
+`, pgbouncerVersion, strings.Join(sections, ", "))
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.DatabaseURL, "database-url", "", "superuser URL of a PostgreSQL server with pgvector (default: a private cluster)")
 	fs.StringVar(&o.Results, "results", "", "folder for the results (default: results/ in the repository)")
 	fs.IntVar(&o.PGPort, "pg-port", 0, "port of the private cluster (default: a free port)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each pgbench run (whole seconds)")
-	fs.IntVar(&o.Repeat, "repeat", 3, "repetitions of each pgbench run, interleaved across targets")
+	fs.IntVar(&o.Repeat, "repeat", 3, "repetitions of each pgbench, latency, threads and fairness run, interleaved across targets")
 	fs.IntVar(&o.Scale, "scale", 10, "pgbench scale factor (pgbench -i -s)")
-	fs.IntVar(&o.IdleClients, "idle-clients", 10000, "idle authenticated clients held against each proxy")
+	idle := fs.String("idle-clients", "5000,10000", "idle authenticated clients held against a fresh instance of each proxy, comma-separated counts")
+	fs.DurationVar(&o.FairDuration, "fair-duration", 10*time.Second, "how long the victim tenant is measured, alone and under each flood (fairness section)")
+	fs.IntVar(&o.StartupClients, "memory-startup-clients", 20, "connections that each send a 30 MB startup packet and stall (memory section)")
+	fs.DurationVar(&o.MemorySettle, "memory-settle", 5*time.Second, "how long after a memory case's client leaves the proxy's RSS is read again")
 	fs.IntVar(&o.VectorRows, "vector-rows", 50000, "rows loaded across 50 tenants into vector_embeddings_384 (uniform random) and, for recall, vector_embeddings_768 (clustered)")
 	fs.IntVar(&o.GraphEntities, "graph-entities", 1000, "entities per tenant in the graph (3 relationships each), 50 tenants")
 	fs.IntVar(&o.RLSRuns, "rls-runs", 500, "timed runs of each RLS-overhead query, per role")
@@ -89,6 +103,13 @@ Flags:
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	for _, s := range strings.Split(*idle, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("--idle-clients: %q is not a positive count", s)
+		}
+		o.IdleClients = append(o.IdleClients, n)
 	}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(s)
@@ -104,8 +125,10 @@ Flags:
 		return o, fmt.Errorf("--repeat must be at least 1")
 	case o.Scale < 1:
 		return o, fmt.Errorf("--scale must be at least 1")
-	case o.IdleClients < 1:
-		return o, fmt.Errorf("--idle-clients must be at least 1")
+	case o.FairDuration < time.Second || o.FairDuration%time.Second != 0:
+		return o, fmt.Errorf("--fair-duration must be whole seconds, at least 1s")
+	case o.StartupClients < 1 || o.MemorySettle < 0:
+		return o, fmt.Errorf("--memory-startup-clients must be at least 1 and --memory-settle at least 0")
 	case o.VectorRows < 1000:
 		return o, fmt.Errorf("--vector-rows must be at least 1000 (the small tenant holds 1%% of them)")
 	case o.GraphEntities < 10:
@@ -186,7 +209,10 @@ func run(ctx context.Context, o options) (string, error) {
 	}{
 		{"pgbench", func(ctx context.Context) error { return runPgbench(ctx, e, rep) }},
 		{"latency", func(ctx context.Context) error { return runLatency(ctx, e, rep) }},
+		{"threads", func(ctx context.Context) error { return runThreads(ctx, e, rep) }},
 		{"idle", func(ctx context.Context) error { return runIdle(ctx, e, rep) }},
+		{"fairness", func(ctx context.Context) error { return runFairness(ctx, e, rep) }},
+		{"memory", func(ctx context.Context) error { return runMemory(ctx, e, rep) }},
 		{"rls", func(ctx context.Context) error { return runRLS(ctx, e, rep) }},
 		{"recall", func(ctx context.Context) error { return runRecall(ctx, e, rep) }},
 		{"isolation", func(ctx context.Context) error { return runIsolation(ctx, e, rep) }},

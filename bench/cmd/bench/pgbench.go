@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // scenario is one pgbench workload run against every target.
@@ -27,10 +28,23 @@ var scenarios = []scenario{
 	{Key: "select-1", Title: "select-only, 1 client", Clients: 1, Args: []string{"-S"}},
 	{Key: "select-8", Title: "select-only, 8 clients", Clients: 8, Args: []string{"-S"}},
 	{Key: "select-64", Title: "select-only, 64 clients", Clients: 64, Args: []string{"-S"}},
+	{Key: "prepared-1", Title: "select-only, -M prepared, 1 client", Clients: 1, Args: []string{"-S", "-M", "prepared"}},
 	{Key: "prepared-8", Title: "select-only, -M prepared, 8 clients", Clients: 8, Args: []string{"-S", "-M", "prepared"}},
+	{Key: "prepared-64", Title: "select-only, -M prepared, 64 clients", Clients: 64, Args: []string{"-S", "-M", "prepared"}},
 	{Key: "connect-8", Title: "new connection per transaction (-C -S), 8 clients", Clients: 8, Args: []string{"-C", "-S"},
 		Note: "Each new connection to a proxy includes a SCRAM-SHA-256 exchange, in which the client derives its key " +
-			"with 4096 PBKDF2 iterations; direct connections use trust and skip it."},
+			"with 4096 PBKDF2 iterations; direct connections use trust and skip it. The proxy's CPU per transaction " +
+			"is its CPU per new connection: login, one query, logout."},
+}
+
+// scenarioNamed is the scenario of that key.
+func scenarioNamed(key string) scenario {
+	for _, sc := range scenarios {
+		if sc.Key == key {
+			return sc
+		}
+	}
+	panic("no pgbench scenario " + key)
 }
 
 // pgbenchRun is the outcome of one pgbench process, or of several run at once.
@@ -40,7 +54,9 @@ type pgbenchRun struct {
 	Transactions int64   `json:"transactions"`
 	// ProxyCPUUS is the CPU the proxy used per transaction, in microseconds (not for direct).
 	ProxyCPUUS float64 `json:"proxy_cpu_us_per_transaction,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	// Aborted counts the clients pgbench lost to an error.
+	Aborted int    `json:"aborted,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 func (r pgbenchRun) ok() bool { return r.Error == "" }
@@ -49,14 +65,20 @@ var (
 	tpsLine     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 	latencyLine = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
 	failedLine  = regexp.MustCompile(`(?m)^number of failed transactions: ([1-9][0-9]*)`)
+	abortedLine = regexp.MustCompile(`(?m)client [0-9]+ aborted`)
 	txnsLine    = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
 )
 
 // pgbench runs pgbench against t for --duration with clients, after -n (the tables were
 // vacuumed by -i). Its output is kept under raw/ for whoever doubts a figure.
 func (e *env) pgbench(ctx context.Context, t target, clients int, rawName string, args ...string) pgbenchRun {
+	return e.pgbenchFor(ctx, t, clients, e.o.Duration, rawName, args...)
+}
+
+// pgbenchFor is pgbench for d (whole seconds).
+func (e *env) pgbenchFor(ctx context.Context, t target, clients int, d time.Duration, rawName string, args ...string) pgbenchRun {
 	argv := []string{"-n", "-h", t.Host, "-p", strconv.Itoa(t.Port), "-U", t.User,
-		"-T", strconv.Itoa(int(e.o.Duration.Seconds())), "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(2, clients))}
+		"-T", strconv.Itoa(int(d.Seconds())), "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(2, clients))}
 	argv = append(append(argv, args...), t.Database)
 	cmd := exec.CommandContext(ctx, "pgbench", argv...)
 	cmd.Dir = e.out
@@ -70,7 +92,7 @@ func (e *env) pgbench(ctx context.Context, t target, clients int, rawName string
 }
 
 func parsePgbench(out string, err error) pgbenchRun {
-	var r pgbenchRun
+	r := pgbenchRun{Aborted: len(abortedLine.FindAllString(out, -1))}
 	if m := tpsLine.FindStringSubmatch(out); m != nil {
 		r.TPS, _ = strconv.ParseFloat(m[1], 64)
 	}
@@ -118,22 +140,34 @@ func rotate[T any](xs []T, by int) []T {
 
 // runPgbench runs each scenario against the three targets, interleaved and repeated.
 func runPgbench(ctx context.Context, e *env, rep *report) error {
-	for _, sc := range scenarios {
+	res, err := e.runScenarios(ctx, "", scenarios, e.targets())
+	rep.Pgbench = res
+	if err != nil {
+		return err
+	}
+	return runTenantSwitches(ctx, e, rep)
+}
+
+// runScenarios runs each scenario against every target, --repeat times, the targets' order
+// rotating on each repetition. Raw outputs are named prefix + scenario-target-repetition.
+func (e *env) runScenarios(ctx context.Context, prefix string, scs []scenario, targets []target) ([]scenarioResult, error) {
+	var results []scenarioResult
+	for _, sc := range scs {
 		res := scenarioResult{Key: sc.Key, Title: sc.Title, Note: sc.Note, Runs: map[string][]pgbenchRun{},
 			Command: fmt.Sprintf("pgbench -n %s -c %d -j %d -T %d", strings.Join(sc.Args, " "), sc.Clients, min(2, sc.Clients), int(e.o.Duration.Seconds()))}
 		for i := range e.o.Repeat {
-			for _, t := range rotate(e.targets(), i) {
+			for _, t := range rotate(targets, i) {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return append(results, res), ctx.Err()
 				}
-				r := e.pgbenchWithCPU(ctx, t, sc.Clients, fmt.Sprintf("%s-%s-%d", sc.Key, t.Name, i+1), sc.Args...)
+				r := e.pgbenchWithCPU(ctx, t, sc.Clients, fmt.Sprintf("%s%s-%s-%d", prefix, sc.Key, t.Name, i+1), sc.Args...)
 				logf("  %s, %s, run %d: %.0f tps, proxy CPU %.1f us per transaction %s", sc.Title, t.Name, i+1, r.TPS, r.ProxyCPUUS, r.Error)
 				res.Runs[t.Name] = append(res.Runs[t.Name], r)
 			}
 		}
-		rep.Pgbench = append(rep.Pgbench, res)
+		results = append(results, res)
 	}
-	return runTenantSwitches(ctx, e, rep)
+	return results, nil
 }
 
 // pgbenchWithCPU is pgbench that also measures the proxy's CPU per transaction, when t is
@@ -141,18 +175,12 @@ func runPgbench(ctx context.Context, e *env, rep *report) error {
 // throughput partly measures who wins the CPU; the proxy's own CPU per transaction is
 // the figure that says how much work it does.
 func (e *env) pgbenchWithCPU(ctx context.Context, t target, clients int, rawName string, args ...string) pgbenchRun {
-	var proxy *server
-	switch t.Name {
-	case "tenantproxy":
-		proxy = e.tenantproxy
-	case "pgbouncer":
-		proxy = e.pgbouncer
-	default:
+	if t.PID == 0 {
 		return e.pgbench(ctx, t, clients, rawName, args...)
 	}
-	before, errBefore := cpuTime(proxy.pid)
+	before, errBefore := cpuTime(t.PID)
 	r := e.pgbench(ctx, t, clients, rawName, args...)
-	after, errAfter := cpuTime(proxy.pid)
+	after, errAfter := cpuTime(t.PID)
 	if r.ok() && errBefore == nil && errAfter == nil && r.Transactions > 0 {
 		r.ProxyCPUUS = float64((after - before).Microseconds()) / float64(r.Transactions)
 	}
@@ -176,12 +204,12 @@ func runTenantSwitches(ctx context.Context, e *env, rep *report) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			before, err := e.tenantSwitches(ctx)
+			before, err := e.tenantproxy.metric(ctx, "tenantproxy_pool_tenant_switches_total")
 			if err != nil {
 				return err
 			}
 			r := e.pgbenchTogether(ctx, v.users, 2, fmt.Sprintf("tenants-%s-%d", strings.ReplaceAll(v.name, " ", ""), i+1), "-S")
-			after, err := e.tenantSwitches(ctx)
+			after, err := e.tenantproxy.metric(ctx, "tenantproxy_pool_tenant_switches_total")
 			if err != nil {
 				return err
 			}
@@ -202,7 +230,7 @@ func (e *env) pgbenchTogether(ctx context.Context, users []string, clients int, 
 	var wg sync.WaitGroup
 	for i, u := range users {
 		wg.Go(func() {
-			runs[i] = e.pgbench(ctx, e.viaTenantproxy(u), clients, fmt.Sprintf("%s-%s-%d", rawName, u, i), args...)
+			runs[i] = e.pgbench(ctx, e.tenantproxy.target(u), clients, fmt.Sprintf("%s-%s-%d", rawName, u, i), args...)
 		})
 	}
 	wg.Wait()
@@ -220,28 +248,17 @@ func (e *env) pgbenchTogether(ctx context.Context, users []string, clients int, 
 // runLatency times every transaction of pgbench -S with one client (pgbench -l) against each
 // target, interleaved and repeated.
 func runLatency(ctx context.Context, e *env, rep *report) error {
-	logs := filepath.Join(e.out, "latency-logs")
-	if err := os.MkdirAll(logs, 0o755); err != nil {
-		return err
-	}
-	defer os.RemoveAll(logs) // the per-transaction logs are large; the report keeps what they say
 	res := latencyResult{Runs: map[string][]latencyRun{}}
 	for i := range e.o.Repeat {
 		for _, t := range rotate(e.targets(), i) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			prefix := filepath.Join(logs, fmt.Sprintf("%s-%d", t.Name, i+1))
-			r := e.pgbench(ctx, t, 1, fmt.Sprintf("latency-%s-%d", t.Name, i+1), "-S", "-l", "--log-prefix="+prefix)
+			r, us := e.pgbenchLogged(ctx, t, 1, e.o.Duration, fmt.Sprintf("latency-%s-%d", t.Name, i+1), "-S")
 			lr := latencyRun{TPS: r.TPS, Error: r.Error}
 			if r.ok() {
-				us, err := readLatencies(prefix)
-				if err != nil {
-					lr.Error = err.Error()
-				} else {
-					lr.Samples = len(us)
-					lr.P50, lr.P99 = percentile(us, 50), percentile(us, 99)
-				}
+				lr.Samples = len(us)
+				lr.P50, lr.P99 = percentile(us, 50), percentile(us, 99)
 			}
 			logf("  latency, %s, run %d: p50 %.0f us, p99 %.0f us %s", t.Name, i+1, lr.P50, lr.P99, lr.Error)
 			res.Runs[t.Name] = append(res.Runs[t.Name], lr)
@@ -249,6 +266,26 @@ func runLatency(ctx context.Context, e *env, rep *report) error {
 	}
 	rep.Latency = &res
 	return nil
+}
+
+// pgbenchLogged is pgbench for d that logs every transaction (pgbench -l) and returns their
+// latencies in microseconds. The logs are large and removed; the figures keep what they say.
+func (e *env) pgbenchLogged(ctx context.Context, t target, clients int, d time.Duration, rawName string, args ...string) (pgbenchRun, []float64) {
+	logs, err := os.MkdirTemp(e.out, "pgbench-log-")
+	if err != nil {
+		return pgbenchRun{Error: err.Error()}, nil
+	}
+	defer os.RemoveAll(logs)
+	prefix := filepath.Join(logs, "txn")
+	r := e.pgbenchFor(ctx, t, clients, d, rawName, slices.Concat(args, []string{"-l", "--log-prefix=" + prefix})...)
+	if !r.ok() {
+		return r, nil
+	}
+	us, err := readLatencies(prefix)
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r, us
 }
 
 // readLatencies reads the third field (latency in microseconds) of every line of the

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -63,7 +64,10 @@ type report struct {
 	Pgbench   []scenarioResult `json:"pgbench"`
 	Tenants   *tenantResult    `json:"tenants,omitempty"`
 	Latency   *latencyResult   `json:"latency,omitempty"`
+	Threads   []scenarioResult `json:"threads"`
 	Idle      []idleResult     `json:"idle"`
+	Fairness  []fairnessRun    `json:"fairness"`
+	Memory    []memoryResult   `json:"memory"`
 	RLS       []rlsResult      `json:"rls"`
 	Recall    []recallResult   `json:"recall"`
 	Isolation *isolationResult `json:"isolation,omitempty"`
@@ -98,12 +102,14 @@ func commandLine() string {
 // targetOrder and targetLabel name the three pgbench targets in tables and charts.
 var targetOrder = []string{"direct", "pgbouncer", "tenantproxy"}
 
-var targetLabel = map[string]string{"direct": "direct", "pgbouncer": "PgBouncer", "tenantproxy": "tenantproxy"}
+var targetLabel = map[string]string{"direct": "direct", "pgbouncer": "PgBouncer", "tenantproxy": "tenantproxy",
+	threadsKey(1): "tenantproxy, threads = 1", threadsKey(2): "tenantproxy, threads = 2"}
 
 // shortTitle labels a scenario in a chart.
 var shortTitle = map[string]string{
 	"select-1": "-S, 1 client", "select-8": "-S, 8 clients", "select-64": "-S, 64 clients",
-	"prepared-8": "-S -M prepared, 8 clients", "connect-8": "-C -S, 8 clients",
+	"prepared-1": "-M prepared, 1 client", "prepared-8": "-M prepared, 8 clients", "prepared-64": "-M prepared, 64 clients",
+	"connect-8": "-C -S, 8 clients",
 }
 
 // medianTPS is the median over the runs that succeeded; NaN when none did.
@@ -138,9 +144,9 @@ func (r *report) scenario(key string) *scenarioResult {
 	return nil
 }
 
-func (r *report) idleOf(server string) *idleResult {
+func (r *report) idleOf(server string, clients int) *idleResult {
 	for i := range r.Idle {
-		if r.Idle[i].Server == server {
+		if r.Idle[i].Server == server && r.Idle[i].Wanted == clients {
 			return &r.Idle[i]
 		}
 	}
@@ -173,156 +179,6 @@ func verdict(ok bool) string {
 		return "**met**"
 	}
 	return "**not met**"
-}
-
-const notMeasured = "not measured"
-
-// targetRow is one line of the design's table of targets, with what this run measured.
-type targetRow struct{ what, target, measured, verdict string }
-
-func (r *report) targets() []targetRow {
-	return []targetRow{r.throughputTarget(), r.latencyTarget(), r.connectTarget(), r.idleTarget(), r.rlsTarget(), r.recallTarget(), r.isolationTarget()}
-}
-
-func (r *report) throughputTarget() targetRow {
-	row := targetRow{"pgbench select-only, 8 clients, transaction mode with tenant context", ">= 1.0x PgBouncer and >= 0.8x direct", notMeasured, notMeasured}
-	if s := r.scenario("select-8"); s != nil {
-		tp, pgb, dir := medianTPS(s.Runs["tenantproxy"]), medianTPS(s.Runs["pgbouncer"]), medianTPS(s.Runs["direct"])
-		if !math.IsNaN(tp + pgb + dir) {
-			row.measured = fmt.Sprintf("%.2fx PgBouncer, %.2fx direct (PgBouncer: %.2fx direct)", tp/pgb, tp/dir, pgb/dir)
-			row.verdict = verdict(tp/pgb >= 1.0 && tp/dir >= 0.8)
-		}
-	}
-	return row
-}
-
-func (r *report) latencyTarget() targetRow {
-	row := targetRow{"added latency per simple query, 1 client (p50 - direct p50)", "<= 30 us p50", notMeasured, notMeasured}
-	if r.Latency != nil {
-		dir, _ := r.latencyMedians("direct")
-		tp, _ := r.latencyMedians("tenantproxy")
-		pgb, _ := r.latencyMedians("pgbouncer")
-		if !math.IsNaN(tp + dir) {
-			row.measured = fmt.Sprintf("tenantproxy +%s us (PgBouncer +%s us)", num(tp-dir, "%.0f"), num(pgb-dir, "%.0f"))
-			row.verdict = verdict(tp-dir <= 30)
-		}
-	}
-	return row
-}
-
-func (r *report) connectTarget() targetRow {
-	row := targetRow{"new connection per transaction (pgbench -C -S, 8 clients)", ">= PgBouncer", notMeasured, notMeasured}
-	if s := r.scenario("connect-8"); s != nil {
-		tp, pgb, dir := medianTPS(s.Runs["tenantproxy"]), medianTPS(s.Runs["pgbouncer"]), medianTPS(s.Runs["direct"])
-		if !math.IsNaN(tp + pgb) {
-			row.measured = fmt.Sprintf("%.2fx PgBouncer, %sx direct (PgBouncer: %sx direct)", tp/pgb, num(tp/dir, "%.2f"), num(pgb/dir, "%.2f"))
-			row.verdict = verdict(tp/pgb >= 1.0)
-		}
-	}
-	return row
-}
-
-func (r *report) idleTarget() targetRow {
-	row := targetRow{"idle clients held by tenantproxy", "10,000 idle clients in < 150 MB RSS", notMeasured, notMeasured}
-	if t := r.idleOf("tenantproxy"); t != nil && t.RSSKB > 0 {
-		mb := float64(t.RSSKB) / 1024
-		row.measured = fmt.Sprintf("%d clients: %.1f MB RSS (%.1f KB per client)", t.Connected, mb, perClientKB(t))
-		switch {
-		case t.Error != "":
-			row.verdict = verdict(false)
-		case t.Connected < 10000:
-			row.verdict = fmt.Sprintf("%s (run with --idle-clients 10000)", notMeasured)
-		default:
-			row.verdict = verdict(mb < 150)
-		}
-	}
-	return row
-}
-
-func perClientKB(t *idleResult) float64 {
-	if t.Connected == 0 {
-		return math.NaN()
-	}
-	return float64(t.RSSKB-t.BaseRSSKB) / float64(t.Connected)
-}
-
-func (r *report) rlsTarget() targetRow {
-	row := targetRow{"RLS overhead, vector top-10 and graph 2-hop, RLS role vs BYPASSRLS role", "< 5%, same plan", notMeasured, notMeasured}
-	if len(r.RLS) == 0 {
-		return row
-	}
-	var parts []string
-	ok := true
-	for _, q := range r.RLS {
-		s := fmt.Sprintf("%s, %s: %+.1f%%", q.Short, shortMode(q.PlanMode), (q.Ratio-1)*100)
-		if !q.PlansMatch {
-			s += " (plans differ)"
-			ok = false
-		}
-		parts = append(parts, s)
-		ok = ok && q.Ratio < 1.05
-	}
-	row.measured = strings.Join(parts, "; ")
-	row.verdict = verdict(ok)
-	return row
-}
-
-// recallTarget holds the clustered dataset to the target; the uniform one, HNSW's worst case,
-// is stated beside it so the hard figure is never hidden.
-func (r *report) recallTarget() targetRow {
-	row := targetRow{"small-tenant vector recall@10 under RLS through the HNSW index (tenant holds 1% of rows)", ">= 0.95", notMeasured, notMeasured}
-	var parts []string
-	setting := ""
-	for _, key := range []string{"clustered", "uniform"} {
-		rc := r.recallOf(key)
-		if rc == nil || len(rc.Runs) == 0 {
-			continue
-		}
-		shipped := rc.Runs[0]
-		setting = shipped.Setting
-		ok := shipped.Recall >= 0.95
-		switch {
-		case key == "clustered" && ok:
-			parts = append(parts, fmt.Sprintf("clustered %.3f (met)", shipped.Recall))
-			row.verdict = verdict(true)
-		case key == "clustered":
-			parts = append(parts, fmt.Sprintf("clustered %.3f (below target)", shipped.Recall))
-			row.verdict = verdict(false)
-		case ok:
-			parts = append(parts, fmt.Sprintf("uniform random %.3f (worst case, also meets the target)", shipped.Recall))
-		default:
-			parts = append(parts, fmt.Sprintf("uniform random %.3f (worst case, below target)", shipped.Recall))
-			if row.verdict == verdict(true) {
-				row.verdict = "**met on clustered data, not on uniform random**"
-			}
-		}
-	}
-	if len(parts) > 0 {
-		row.measured = fmt.Sprintf("with hnsw.iterative_scan = %s: %s", setting, strings.Join(parts, "; "))
-	}
-	return row
-}
-
-func (r *report) recallOf(key string) *recallResult {
-	for i := range r.Recall {
-		if r.Recall[i].Key == key {
-			return &r.Recall[i]
-		}
-	}
-	return nil
-}
-
-func (r *report) isolationTarget() targetRow {
-	row := targetRow{"tenant isolation under concurrent clients through tenantproxy", "200 clients of 50 tenants: zero rows seen across tenants, zero errors", notMeasured, notMeasured}
-	if i := r.Isolation; i != nil {
-		row.measured = fmt.Sprintf("%d clients of %d tenants: %d rows seen across tenants, %d errors, %d of %d rows stored, %d under the wrong tenant",
-			i.Clients, i.Tenants, i.CrossTenantRows, i.Errors, i.Stored, i.Inserts, i.Misplaced)
-		row.verdict = verdict(i.ok())
-		if i.Clients < 200 || i.Tenants < 50 {
-			row.verdict += " (fewer clients than the target: --isolation-clients 200)"
-		}
-	}
-	return row
 }
 
 // write puts report.md, results.json and the charts in dir.
@@ -393,7 +249,9 @@ func (r *report) writeMarkdown(m *markdown) {
 		m.table([]string{"section", "error"}, rows)
 	}
 
-	m.p("## Targets (design section 4)\n")
+	m.p("## Targets\n")
+	m.p("Ratios compare figures of this one run, interleaved: the machine may be shared and noisy, so only")
+	m.p("ratios within a run mean much. Each section below gives the spread across repetitions.\n")
 	var rows [][]string
 	for _, t := range r.targets() {
 		rows = append(rows, []string{t.what, t.target, t.measured, t.verdict})
@@ -411,7 +269,10 @@ func (r *report) writeMarkdown(m *markdown) {
 	r.writePgbench(m)
 	r.writeTenants(m)
 	r.writeLatency(m)
+	r.writeThreads(m)
 	r.writeIdle(m)
+	r.writeFairness(m)
+	r.writeMemory(m)
 	r.writeRLS(m)
 	r.writeRecall(m)
 	r.writeIsolation(m)
@@ -434,8 +295,10 @@ func (r *report) writeSetup(m *markdown) {
 	o := r.Options
 	m.p("Settings: pgbench runs of %s, %d repetition(s) interleaved across targets (their order rotates each repetition), scale %d;",
 		o.Duration, o.Repeat, o.Scale)
-	m.p("%d idle clients; %d vectors per vector table; %d graph entities per tenant; %d timed runs per RLS query; %d recall queries; %d isolation clients for %s.\n",
-		o.IdleClients, o.VectorRows, o.GraphEntities, o.RLSRuns, o.RecallQueries, o.IsolationClients, o.IsolationDuration)
+	m.p("idle clients %v; fairness: the victim measured for %s per shape; memory: %d stalled startup packets, RSS read again %s after each case;",
+		o.IdleClients, o.FairDuration, o.StartupClients, o.MemorySettle)
+	m.p("%d vectors per vector table; %d graph entities per tenant; %d timed runs per RLS query; %d recall queries; %d isolation clients for %s.\n",
+		o.VectorRows, o.GraphEntities, o.RLSRuns, o.RecallQueries, o.IsolationClients, o.IsolationDuration)
 	var rows [][]string
 	for _, t := range r.Setup {
 		rows = append(rows, []string{cell(t.Step), fmt.Sprintf("%.1f s", t.Seconds)})
@@ -486,15 +349,20 @@ func (r *report) writePgbench(m *markdown) {
 			m.p("%s\n", s.Note)
 		}
 		m.table(append([]string{"run"}, labels(targetOrder)...), runRows(s.Runs, targetOrder))
-		for _, t := range targetOrder {
-			for i, run := range s.Runs[t] {
-				if !run.ok() {
-					m.p("- %s, run %d failed: %s", targetLabel[t], i+1, cell(run.Error))
-				}
+		writeFailedRuns(m, s.Runs, targetOrder)
+	}
+}
+
+// writeFailedRuns lists the runs that failed, with pgbench's complaint.
+func writeFailedRuns(m *markdown, runs map[string][]pgbenchRun, keys []string) {
+	for _, t := range keys {
+		for i, run := range runs[t] {
+			if !run.ok() {
+				m.p("- %s, run %d failed: %s", labels([]string{t})[0], i+1, cell(run.Error))
 			}
 		}
-		m.p("")
 	}
+	m.p("")
 }
 
 // writeProxyCPU compares the work each proxy does per transaction, which the shared CPUs of a
@@ -502,14 +370,39 @@ func (r *report) writePgbench(m *markdown) {
 func (r *report) writeProxyCPU(m *markdown) {
 	m.p("### Proxy CPU per transaction\n")
 	m.p("User and system CPU of the proxy process (from /proc/<pid>/stat, before and after each run) divided by")
-	m.p("the transactions pgbench completed; median over the repetitions, in microseconds. PostgreSQL, pgbench")
-	m.p("and the proxy share this machine's CPUs, so less CPU in the proxy leaves more for the rest.\n")
+	m.p("the transactions pgbench completed; median over the repetitions, in microseconds, and the spread of the")
+	m.p("repetitions ((max - min) / median). PostgreSQL, pgbench and the proxy share this machine's CPUs, so less")
+	m.p("CPU in the proxy leaves more for the rest.\n")
 	var rows [][]string
 	for _, s := range r.Pgbench {
 		pgb, tp := medianCPU(s.Runs["pgbouncer"]), medianCPU(s.Runs["tenantproxy"])
-		rows = append(rows, []string{s.Title, num(pgb, "%.1f"), num(tp, "%.1f"), num(tp/pgb, "%.2fx")})
+		rows = append(rows, []string{s.Title, num(pgb, "%.1f") + spreadOf(s.Runs["pgbouncer"], cpuOf), num(tp, "%.1f") + spreadOf(s.Runs["tenantproxy"], cpuOf), num(tp/pgb, "%.2fx")})
 	}
-	m.table([]string{"scenario", "PgBouncer (us)", "tenantproxy (us)", "tenantproxy / PgBouncer"}, rows)
+	m.table([]string{"scenario", "PgBouncer (µs)", "tenantproxy (µs)", "tenantproxy / PgBouncer"}, rows)
+}
+
+func tpsOf(r pgbenchRun) float64 { return r.TPS }
+
+func cpuOf(r pgbenchRun) float64 { return r.ProxyCPUUS }
+
+// spreadOf is " (±x%)": the range of a figure over the repetitions that measured it, relative
+// to their median; "" with fewer than two.
+func spreadOf(runs []pgbenchRun, figure func(pgbenchRun) float64) string {
+	var xs []float64
+	for _, r := range runs {
+		if v := figure(r); r.ok() && v > 0 {
+			xs = append(xs, v)
+		}
+	}
+	if len(xs) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (spread %.0f%%)", spread(xs)*100)
+}
+
+// spread is (max - min) / median.
+func spread(xs []float64) float64 {
+	return (slices.Max(xs) - slices.Min(xs)) / median(xs)
 }
 
 func labels(keys []string) []string {
@@ -545,11 +438,15 @@ func runRows(runs map[string][]pgbenchRun, columns []string) [][]string {
 		}
 		rows = append(rows, row)
 	}
-	med := []string{"**median**"}
+	med, spr := []string{"**median**"}, []string{"spread"}
 	for _, c := range columns {
 		med = append(med, "**"+num(medianTPS(runs[c]), "%.0f tps")+"**")
+		spr = append(spr, strings.TrimSuffix(strings.TrimPrefix(spreadOf(runs[c], tpsOf), " (spread "), ")"))
 	}
-	return append(rows, med)
+	if n < 2 {
+		return append(rows, med)
+	}
+	return append(rows, med, spr)
 }
 
 func (r *report) writeTenants(m *markdown) {
@@ -563,9 +460,13 @@ func (r *report) writeTenants(m *markdown) {
 	m.p("all four as one tenant, or each as its own tenant (users t00..t03). A switch is a handout of a backend")
 	m.p("whose tenant context had to be set first (tenantproxy's `tenantproxy_pool_tenant_switches_total`).\n")
 	rows := runRows(t.Runs, variants)
-	rows[len(rows)-1] = append(rows[len(rows)-1][:0], "**median**")
+	med := len(rows) - 1 // the median row, above the spread row when there is one
+	if rows[med][0] == "spread" {
+		med--
+	}
+	rows[med] = append(rows[med][:0], "**median**")
 	for _, v := range variants {
-		rows[len(rows)-1] = append(rows[len(rows)-1], fmt.Sprintf("**%s tps, %s switches/s**", num(medianTPS(t.Runs[v]), "%.0f"), num(median(t.Switches[v]), "%.0f")))
+		rows[med] = append(rows[med], fmt.Sprintf("**%s tps, %s switches/s**", num(medianTPS(t.Runs[v]), "%.0f"), num(median(t.Switches[v]), "%.0f")))
 	}
 	m.table(append([]string{"run"}, variants...), rows)
 	one, four := medianTPS(t.Runs["1 tenant"]), medianTPS(t.Runs["4 tenants"])
@@ -615,19 +516,30 @@ func (r *report) writeIdle(m *markdown) {
 		return
 	}
 	m.p("## Idle clients\n")
-	m.p("Authenticated clients (SCRAM, pgconn) connected and left idle, against one proxy at a time; the proxy's")
-	m.p("VmRSS from /proc/<pid>/status before they connect and while it holds them (after 2 s of quiet). Each")
-	m.p("client then runs `SELECT 1` to show it was a usable session. Per client = (holding - before) / clients.\n")
+	m.p("Authenticated clients (SCRAM, pgconn) connected and left idle, against a freshly started proxy for each count, one")
+	m.p("proxy at a time; the proxy's VmRSS from /proc/<pid>/status before they connect and while it holds them (once it")
+	m.p("has stayed within 1%% for a second). Each client then runs `SELECT 1` to show it was a usable session.")
+	m.p("Per client = (holding - before) / clients; the target is 4 KB.\n")
 	var rows [][]string
-	c := chart{Title: "resident memory holding the idle clients", Unit: "MB (VmRSS)", Ref: 150, RefLabel: "target: 150 MB for 10,000 clients"}
+	c := chart{Title: "resident memory per idle authenticated client", Unit: "KB per client", Ref: 4, RefLabel: "target: 4 KB"}
+	servers := map[string]int{}
 	for _, i := range r.Idle {
 		rows = append(rows, []string{i.Server, fmt.Sprintf("%d of %d", i.Connected, i.Wanted), fmt.Sprint(i.Answered),
 			fmt.Sprintf("%.1f MB", float64(i.BaseRSSKB)/1024), fmt.Sprintf("%.1f MB", float64(i.RSSKB)/1024),
 			num(perClientKB(&i), "%.1f KB"), fmt.Sprintf("%.1f s", i.ConnectSeconds), cell(i.Error)})
-		c.Series = append(c.Series, fmt.Sprintf("%s, %d clients", i.Server, i.Connected))
-		c.Values = append(c.Values, []float64{float64(i.RSSKB) / 1024})
+		group := fmt.Sprintf("%d clients", i.Wanted)
+		if len(c.Groups) == 0 || c.Groups[len(c.Groups)-1] != group {
+			c.Groups = append(c.Groups, group)
+		}
+		s, ok := servers[i.Server]
+		if !ok {
+			s = len(c.Series)
+			servers[i.Server] = s
+			c.Series = append(c.Series, i.Server)
+			c.Values = append(c.Values, nil)
+		}
+		c.Values[s] = append(c.Values[s], perClientKB(&i))
 	}
-	c.Groups = []string{"while holding the idle clients"}
 	m.table([]string{"server", "clients held", "answered", "RSS before", "RSS holding", "per client", "connect time", "error"}, rows)
 	m.chart("idle.svg", c)
 }

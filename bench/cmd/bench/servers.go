@@ -4,21 +4,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/tenantproxy/tenantproxy/config"
-	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
-	"github.com/tenantproxy/tenantproxy/migrations"
 )
 
 // poolSize is both proxies' backend sessions.
@@ -32,6 +24,42 @@ type server struct {
 	logPath string
 	exited  chan struct{}
 	waitErr error
+}
+
+// proxy is one running proxy, tenantproxy or PgBouncer, and how clients reach it.
+type proxy struct {
+	Key   string // names it in results.json and file names: "tenantproxy", "pgbouncer", ...
+	Label string // names it in the report
+	srv   *server
+	port  int
+	// metrics is the host:port of tenantproxy's /metrics ("" for PgBouncer).
+	metrics  string
+	password string
+}
+
+// target is the proxy as pgbench and the Go clients reach it, as user.
+func (p *proxy) target(user string) target {
+	return target{Name: p.Key, Host: "127.0.0.1", Port: p.port, User: user, Password: p.password, Database: "app", PID: p.srv.pid}
+}
+
+func (p *proxy) pid() int { return p.srv.pid }
+
+func (p *proxy) stop() { p.srv.stop() }
+
+// freshProxy starts a new process of one of the two proxies, for a section that measures a
+// process of its own; key names its files.
+type freshProxy struct {
+	key, label string
+	start      func(ctx context.Context, key, label string) (*proxy, error)
+}
+
+func (e *env) freshProxies() []freshProxy {
+	return []freshProxy{
+		{"tenantproxy", "tenantproxy", func(ctx context.Context, key, label string) (*proxy, error) {
+			return e.startTenantproxy(ctx, key, label, 0)
+		}},
+		{"pgbouncer", "PgBouncer", e.startPgbouncer},
+	}
 }
 
 // startServer runs argv in a process group of its own (so a Ctrl-C in the terminal reaches
@@ -106,14 +134,10 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// fileLimit is what each process needs to hold the idle clients, and some to spare.
-func fileLimit(idleClients int) uint64 { return uint64(idleClients) + 4096 }
-
-// raiseFileLimit raises RLIMIT_NOFILE for this process, and so for the servers it starts,
-// which inherit it (an explicit Setrlimit also stops Go from restoring the old limit in
+// raiseFileLimit raises RLIMIT_NOFILE to want for this process, and so for the servers it
+// starts, which inherit it (an explicit Setrlimit also stops Go from restoring the old limit in
 // children). Root may raise the hard limit too, up to fs.nr_open.
-func raiseFileLimit(idleClients int, rep *report) error {
-	want := fileLimit(idleClients)
+func raiseFileLimit(want uint64, rep *report) error {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return err
@@ -130,8 +154,8 @@ func raiseFileLimit(idleClients int, rep *report) error {
 	}
 	rep.note(fmt.Sprintf("Open-file limit of the bench process and the servers it starts: %d (hard %d).", rl.Cur, rl.Max))
 	if rl.Cur < want {
-		return fmt.Errorf("the open-file limit is %d (hard limit %d) but %d idle clients need %d: run as root, or raise the hard limit (ulimit -Hn), or lower --idle-clients",
-			rl.Cur, rl.Max, idleClients, want)
+		return fmt.Errorf("the open-file limit is %d (hard limit %d) but the idle clients need %d: run as root, or raise the hard limit (ulimit -Hn), or lower --idle-clients",
+			rl.Cur, rl.Max, want)
 	}
 	return nil
 }
@@ -159,7 +183,13 @@ func openFileLimit(pid int) (soft, hard uint64) {
 }
 
 // rssKB is a process's resident set size, from /proc/<pid>/status.
-func rssKB(pid int) (int64, error) {
+func rssKB(pid int) (int64, error) { return statusKB(pid, "VmRSS") }
+
+// peakRSSKB is the largest resident set size the process has had since it started.
+func peakRSSKB(pid int) (int64, error) { return statusKB(pid, "VmHWM") }
+
+// statusKB reads one of the memory fields of /proc/<pid>/status, in kB.
+func statusKB(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -167,11 +197,11 @@ func rssKB(pid int) (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // cpuTime is the CPU a process has used so far (user and system), from /proc/<pid>/stat.
@@ -197,263 +227,4 @@ func cpuTime(pid int) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
-}
-
-// tenantproxyConfig is the TOML tenantproxy serves: transaction pooling, users bench (tenant
-// acme) and t00..t49 (each its own tenant), all with one SCRAM verifier.
-func (e *env) tenantproxyConfig(verifier string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `# Written by bench/cmd/bench for one run.
-listen = "127.0.0.1:%d"
-database = "app"
-max_client_connections = %d
-threads = 0
-metrics_listen = %q
-
-[tls]
-mode = "disable"
-
-[backend]
-host = %q
-port = %d
-database = %q
-user = %q
-password = %q
-sslmode = "disable"
-
-[pool]
-mode = "transaction"
-size = %d
-
-[tenancy]
-tenants = ["acme", "%s"]
-
-[log]
-level = "warn"
-format = "json"
-
-[users.%s]
-password = %q
-tenant = "acme"
-`, e.tpPort, e.o.IdleClients+1000, e.tpMetrics, e.admin.Host, e.admin.Port, e.admin.Database,
-		migrations.AppRole, e.appPassword, poolSize, strings.Join(tenants, `", "`), benchUser, verifier)
-	for _, t := range tenants {
-		fmt.Fprintf(&b, "\n[users.%s]\npassword = %q\ntenant = %q\n", t, verifier, t)
-	}
-	return b.String()
-}
-
-// startTenantproxy serves the generated config. Serving runs tenantproxy's check of the
-// database first, which must pass: no --insecure-skip-check. The same check is also run on its
-// own, and its answer kept for the report.
-func (e *env) startTenantproxy(ctx context.Context, cl *cleanups, rep *report) error {
-	verifier, err := scramsecret.New(e.clientPassword)
-	if err != nil {
-		return err
-	}
-	if e.tpPort, err = freePort(); err != nil {
-		return err
-	}
-	metricsPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	e.tpMetrics = fmt.Sprintf("127.0.0.1:%d", metricsPort)
-	text := e.tenantproxyConfig(verifier)
-	path := filepath.Join(e.out, "tenantproxy.toml")
-	if _, err := config.Parse(path, []byte(text)); err != nil {
-		return fmt.Errorf("the generated configuration is invalid: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		return err
-	}
-
-	appURL := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", migrations.AppRole, e.appPassword,
-		net.JoinHostPort(e.admin.Host, strconv.Itoa(int(e.admin.Port))), e.admin.Database)
-	out, err := command(ctx, e.repo, cleanEnv(), e.tenantproxyBin(), "check", "--database-url", appURL)
-	if err != nil {
-		return fmt.Errorf("tenantproxy check: %w\n%s", err, out)
-	}
-	rep.Check = strings.TrimSpace(out)
-
-	e.tenantproxy, err = startServer("tenantproxy", []string{e.tenantproxyBin(), "serve", "--config", path},
-		cleanEnv(), filepath.Join(e.out, "tenantproxy.log"))
-	if err != nil {
-		return err
-	}
-	cl.add(e.tenantproxy.stop)
-	if err := e.tenantproxy.waitListening(ctx, fmt.Sprintf("127.0.0.1:%d", e.tpPort)); err != nil {
-		return err
-	}
-	limit, err := checkFileLimit(e.tenantproxy.pid, fileLimit(e.o.IdleClients))
-	if err != nil {
-		return fmt.Errorf("tenantproxy: %w", err)
-	}
-	rep.note("tenantproxy's open-file limit: " + limit + ".")
-	return nil
-}
-
-// tenantSwitches reads tenantproxy's count of handouts that had to set the tenant context.
-func (e *env) tenantSwitches(ctx context.Context) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.tpMetrics+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "tenantproxy_pool_tenant_switches_total "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return 0, fmt.Errorf("tenantproxy_pool_tenant_switches_total not in /metrics")
-}
-
-const pgbouncerHowTo = "PgBouncer is not installed: apt-get install -y pgbouncer (as root), or your system's package"
-
-// ensurePgbouncer installs Debian's PgBouncer when it is missing and this process is root.
-func ensurePgbouncer(ctx context.Context) error {
-	if _, err := exec.LookPath("pgbouncer"); err == nil {
-		return nil
-	}
-	if !isRoot() {
-		return fmt.Errorf("%s", pgbouncerHowTo)
-	}
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		return fmt.Errorf("%s", pgbouncerHowTo)
-	}
-	logf("installing PgBouncer with apt-get")
-	env := cleanEnv("DEBIAN_FRONTEND=noninteractive")
-	if _, err := command(ctx, "/", env, "apt-get", "update", "-qq"); err != nil {
-		return err
-	}
-	if _, err := command(ctx, "/", env, "apt-get", "install", "-y", "-qq", "pgbouncer"); err != nil {
-		return err
-	}
-	if _, err := exec.LookPath("pgbouncer"); err != nil {
-		return fmt.Errorf("apt-get installed pgbouncer but it is not on PATH: %w", err)
-	}
-	return nil
-}
-
-// pgbouncerFiles writes pgbouncer.ini and its userlist: transaction pooling, SCRAM for the
-// clients with the same verifier tenantproxy uses, the app role to PostgreSQL over TCP.
-func (e *env) pgbouncerFiles(dir, verifier string) (string, error) {
-	ini := fmt.Sprintf(`; Written by bench/cmd/bench for one run.
-[databases]
-app = host=%s port=%d dbname=%s user=%s password=%s
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = %s
-pool_mode = transaction
-default_pool_size = %d
-max_client_conn = %d
-pidfile = %s
-log_connections = 0
-log_disconnections = 0
-ignore_startup_parameters = extra_float_digits
-`, e.admin.Host, e.admin.Port, e.admin.Database, migrations.AppRole, e.appPassword, e.pgbPort,
-		filepath.Join(dir, "userlist.txt"), poolSize, e.o.IdleClients+1000, filepath.Join(dir, "pgbouncer.pid"))
-	var users strings.Builder
-	for _, u := range append([]string{benchUser}, tenants...) {
-		fmt.Fprintf(&users, "%q %q\n", u, verifier)
-	}
-	path := filepath.Join(dir, "pgbouncer.ini")
-	if err := os.WriteFile(path, []byte(ini), 0o600); err != nil {
-		return "", err
-	}
-	return path, os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(users.String()), 0o600)
-}
-
-// startPgbouncer runs PgBouncer in the foreground; as root, as the postgres user (PgBouncer
-// refuses root) in a folder that user owns.
-func (e *env) startPgbouncer(ctx context.Context, cl *cleanups, rep *report) error {
-	verifier, err := scramsecret.New(e.clientPassword)
-	if err != nil {
-		return err
-	}
-	if e.pgbPort, err = freePort(); err != nil {
-		return err
-	}
-	dir := filepath.Join(e.out, "pgbouncer")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	ini, err := e.pgbouncerFiles(dir, verifier)
-	if err != nil {
-		return err
-	}
-	argv := []string{"pgbouncer", ini}
-	if isRoot() {
-		if err := chownTree(dir, "postgres"); err != nil {
-			return err
-		}
-		// runuser's PAM session resets the soft open-file limit; prlimit raises it again, as
-		// the postgres user, up to the hard limit this process passed on.
-		var rl syscall.Rlimit
-		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return err
-		}
-		argv = append([]string{"runuser", "-u", "postgres", "--", "prlimit", fmt.Sprintf("--nofile=%d:%d", rl.Cur, rl.Max), "--"}, argv...)
-	}
-	e.pgbouncer, err = startServer("PgBouncer", argv, cleanEnv(), filepath.Join(e.out, "pgbouncer.log"))
-	if err != nil {
-		return err
-	}
-	cl.add(e.pgbouncer.stop)
-	if err := e.pgbouncer.waitListening(ctx, fmt.Sprintf("127.0.0.1:%d", e.pgbPort)); err != nil {
-		return err
-	}
-	if isRoot() {
-		pid, err := pgbouncerPID(dir, e.pgbouncer.pid)
-		if err != nil {
-			return err
-		}
-		e.pgbouncer.pid = pid
-	}
-	limit, err := checkFileLimit(e.pgbouncer.pid, fileLimit(e.o.IdleClients))
-	if err != nil {
-		return fmt.Errorf("PgBouncer: %w", err)
-	}
-	rep.note("PgBouncer's open-file limit: " + limit + ".")
-	return nil
-}
-
-// pgbouncerPID finds PgBouncer itself under runuser: its pidfile, else runuser's only child
-// (prlimit execs PgBouncer in its own process).
-func pgbouncerPID(dir string, runuser int) (int, error) {
-	if pid, err := strconv.Atoi(strings.TrimSpace(readFileString(filepath.Join(dir, "pgbouncer.pid")))); err == nil {
-		return pid, nil
-	}
-	children := strings.Fields(readFileString(fmt.Sprintf("/proc/%d/task/%d/children", runuser, runuser)))
-	if len(children) == 1 {
-		return strconv.Atoi(children[0])
-	}
-	return 0, fmt.Errorf("cannot find PgBouncer's process under runuser (pid %d)", runuser)
-}
-
-func chownTree(dir, name string) error {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return fmt.Errorf("PgBouncer must run as %s when this runs as root: %w", name, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chown(path, uid, gid)
-	})
 }

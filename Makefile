@@ -30,7 +30,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-# The private development database (.pgdata, 127.0.0.1:55432).
+# The private development database (.pgdata, 127.0.0.1:15432).
 db:
 	scripts/pgenv install
 	scripts/pgenv start

@@ -56,13 +56,16 @@ type TLS struct {
 
 // Backend is the PostgreSQL server and the role tenantproxy's sessions use.
 type Backend struct {
-	Host           string   `toml:"host"`
-	Port           int      `toml:"port"`
-	Database       string   `toml:"database"`
-	User           string   `toml:"user"`
-	Password       string   `toml:"password"`
-	Passfile       string   `toml:"passfile"`
-	SSLMode        string   `toml:"sslmode"`
+	Host     string `toml:"host"`
+	Port     int    `toml:"port"`
+	Database string `toml:"database"`
+	User     string `toml:"user"`
+	Password string `toml:"password"`
+	Passfile string `toml:"passfile"`
+	SSLMode  string `toml:"sslmode"`
+	// SSLRootCert is a PEM file of the CAs that may sign the server's certificate (libpq's
+	// sslrootcert), for verify-ca and verify-full.
+	SSLRootCert    string   `toml:"sslrootcert"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
 }
 
@@ -122,6 +125,9 @@ func (b Backend) DSN() string {
 		quoteDSN(b.Host), b.Port, quoteDSN(b.Database), quoteDSN(b.User), b.SSLMode, max(1, int(b.ConnectTimeout.Seconds())))
 	if b.Passfile != "" {
 		dsn += " passfile=" + quoteDSN(b.Passfile)
+	}
+	if b.SSLRootCert != "" {
+		dsn += " sslrootcert=" + quoteDSN(b.SSLRootCert)
 	}
 	return dsn
 }
@@ -318,6 +324,9 @@ func (c *Config) validate(name string, data []byte) error {
 	}
 	if !slices.Contains([]string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}, b.SSLMode) {
 		bad("backend.sslmode", "must be one of disable, allow, prefer, require, verify-ca, verify-full")
+	}
+	if b.SSLRootCert != "" && b.SSLMode == "disable" {
+		bad("backend.sslrootcert", "has no effect with sslmode disable (use verify-full to check the server's certificate)")
 	}
 	if b.ConnectTimeout.Duration <= 0 {
 		bad("backend.connect_timeout", "must be positive")

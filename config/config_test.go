@@ -76,6 +76,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"both tenant and tenants", minimal + "tenants = [\"acme\"]\n", `users.alice: give tenant or tenants, not both`},
 		{"md5 without allow_md5", strings.Replace(minimal, `password = "SCRAM-SHA-256$4096:i9sg0HmS8QFyG9N5zPvL+Q==$bpDZK46QFJQx4zB8ajtXWQfYcUFEJxsj+C3sV9gijvg=:5HnCv8y4QVmGOoJz/D6hb6g6bwnOjhxz/AN0xd2LHeg="`, `password = "md5a3556571e93b0d20722ba62be61e8c2d"`, 1), `needs allow_md5 = true`},
 		{"syntax error", "listen = \n" + minimal, `bad.toml:1`},
+		{"root certificate without TLS", minimal + "\n[backend]\nsslmode = \"disable\"\nsslrootcert = \"/etc/ca.pem\"\n", `bad.toml:11: backend.sslrootcert: has no effect with sslmode disable`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -93,5 +94,19 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 func TestMissingFile(t *testing.T) {
 	if _, err := Load("/nonexistent/tenantproxy.toml"); !os.IsNotExist(err) {
 		t.Errorf("want a not-exist error, got %v", err)
+	}
+}
+
+func TestDSNCarriesTheRootCertificate(t *testing.T) {
+	t.Setenv("TENANTPROXY_LISTEN", "")
+	cfg, err := Parse("tls.toml", []byte(minimal+"\n[backend]\nsslmode = \"verify-full\"\nsslrootcert = \"/etc/tenant proxy/ca.pem\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dsn := cfg.Backend.DSN(); !strings.Contains(dsn, `sslmode=verify-full`) || !strings.Contains(dsn, `sslrootcert='/etc/tenant proxy/ca.pem'`) {
+		t.Errorf("DSN %q lacks sslmode or sslrootcert", dsn)
+	}
+	if dsn := Defaults().Backend.DSN(); strings.Contains(dsn, "sslrootcert") {
+		t.Errorf("DSN %q names a root certificate nobody configured", dsn)
 	}
 }

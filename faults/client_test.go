@@ -72,7 +72,7 @@ func scramLogin(t *testing.T, conn net.Conn, user, stop string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conv := client.NewConversation()
+	conv := client.WithMinIterations(1).NewConversation() // the test users' verifiers are cheap
 	first, _ := conv.Step("")
 	fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte(first)})
 	if err := fe.Flush(); err != nil {
@@ -120,10 +120,10 @@ func TestClientLeavesDuringLogin(t *testing.T) {
 				conn := f.rawDial(t)
 				do(conn)
 				conn.Close()
-				waitFor(t, 10*time.Second, "the proxy to let go of a client that left after "+stage, f.quiet)
+				f.waitQuiet(t, "after a client left after "+stage)
 			}
 			f.checkIsolation(t, "t01", "t02")
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -154,7 +154,7 @@ func TestLoginThatNeverFinishes(t *testing.T) {
 		}
 		conn.Close()
 	}
-	f.waitQuiet(t, 10*time.Second)
+	f.waitQuiet(t, "at the end")
 }
 
 // Messages whose header promises more than ever arrives must not make the proxy reserve what
@@ -202,7 +202,7 @@ func TestHalfSentLargeMessagesHoldLittleMemory(t *testing.T) {
 		for _, conn := range conns {
 			conn.Close()
 		}
-		waitFor(t, 10*time.Second, "the proxy to let go of the clients", f.quiet)
+		f.waitQuiet(t, "after the clients left")
 	}
 }
 
@@ -254,7 +254,7 @@ func TestClientVanishes(t *testing.T) {
 				t.Errorf("%d rows written by clients that vanished mid-transaction or mid-COPY were committed", n)
 			}
 			f.checkIsolation(t, "t01", "t02", "t03")
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -304,7 +304,7 @@ func TestClientStopsReading(t *testing.T) {
 			})
 			pc.Conn().Close()
 			f.checkIsolation(t, "t01", "t02")
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -361,7 +361,7 @@ func TestHalfWrittenMessage(t *testing.T) {
 				t.Errorf("the transaction of a client that left after half a message was committed")
 			}
 			f.checkIsolation(t, "t01", "t02")
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }

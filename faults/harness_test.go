@@ -230,11 +230,37 @@ func (f *fixture) quiet() error {
 	return nil
 }
 
-// waitQuiet waits until every client has left and every backend session is back in the pool
-// (or closed): nothing stays pinned by a client that is gone.
-func (f *fixture) waitQuiet(t testing.TB, within time.Duration) {
+// waitQuiet waits up to 10 s until every client has left and every backend session is back in
+// the pool (or closed): nothing stays pinned by a client that is gone. what says after what.
+func (f *fixture) waitQuiet(t testing.TB, what string) {
 	t.Helper()
-	waitFor(t, within, "the proxy to let go of every client and backend session", f.quiet)
+	const within = 10 * time.Second
+	deadline := time.Now().Add(within)
+	for {
+		err := f.quiet()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("waited %v for the proxy to let go of every client and backend session %s: %v\nthe proxy's goroutines:\n%s",
+				within, what, err, proxyGoroutines())
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// proxyGoroutines are the stacks of the goroutines running the proxy's code: where a client
+// or backend session is stuck.
+func proxyGoroutines() string {
+	_, stacks := goroutines()
+	var kept []string
+	for _, g := range strings.Split(stacks, "\n\n") {
+		if strings.Contains(g, "tenantproxy/proxy.") || strings.Contains(g, "tenantproxy/session.") {
+			kept = append(kept, g)
+		}
+	}
+	return strings.Join(kept, "\n\n")
 }
 
 // waitFor calls check every 50 ms until it returns nil, and fails t with check's last error if

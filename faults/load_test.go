@@ -106,7 +106,7 @@ func TestLoadWithFaults(t *testing.T) {
 				}
 			}
 			f.checkIsolation(t, "t00", "t01", "t02", "alice")
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }

@@ -53,7 +53,7 @@ func TestLatencyAndBandwidth(t *testing.T) {
 			})
 			f.checkIsolation(t, "t01", "t02", "alice")
 			conn.Close(ctx)
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -81,7 +81,7 @@ func TestDatabaseTooSlowToOpenSessions(t *testing.T) {
 		return f.once(ctx, "t01", "SELECT 1")
 	})
 	f.checkIsolation(t, "t01", "t02")
-	f.waitQuiet(t, 10*time.Second)
+	f.waitQuiet(t, "at the end")
 }
 
 // The connection to the database closes in the middle of a large result: the client gets
@@ -117,7 +117,7 @@ func TestConnectionResetMidResult(t *testing.T) {
 			})
 			f.checkIsolation(t, "t02", "t03", "alice")
 			conn.Close(ctx)
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -167,7 +167,7 @@ func TestConnectionResetMidCopy(t *testing.T) {
 			f.checkIsolation(t, "t03", "t04", "bob")
 			in.Close(ctx)
 			out.Close(ctx)
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -244,7 +244,7 @@ func TestStalledDatabase(t *testing.T) {
 			conn.Close(ctx)
 
 			// The client has gone: what it held must be let go, although the server never answers.
-			waitFor(t, 10*time.Second, "the proxy to let go of a client that left while the database stalled", f.quiet)
+			f.waitQuiet(t, "after a client left while the database stalled")
 
 			start = time.Now()
 			bounded, stop := context.WithTimeout(ctx, 15*time.Second)
@@ -269,7 +269,7 @@ func TestStalledDatabase(t *testing.T) {
 				return f.once(ctx, "t05", "SELECT 1")
 			})
 			f.checkIsolation(t, "t04", "t05", "alice")
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }

@@ -96,7 +96,7 @@ func (f *fixture) warmPool(t *testing.T, users []string) map[string]*pgx.Conn {
 		}
 	})
 	if f.cfg.Pool.Mode == "session" {
-		f.waitQuiet(t, 10*time.Second)
+		f.waitQuiet(t, "at the end")
 	}
 	return conns
 }
@@ -138,7 +138,7 @@ func (f *fixture) expectNoErrors(t *testing.T, users []string, conns map[string]
 		delete(conns, user)
 	}
 	f.checkIsolation(t, users[:4]...)
-	f.waitQuiet(t, 10*time.Second)
+	f.waitQuiet(t, "at the end")
 }
 
 // A session terminated in the middle of a client's transaction: the client gets an error
@@ -172,7 +172,7 @@ func TestSessionTerminatedMidTransaction(t *testing.T) {
 			})
 			conn.Close(ctx)
 			f.checkIsolation(t, "t06", "t07", "alice")
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -237,7 +237,7 @@ func TestMaxConnectionsReached(t *testing.T) {
 				return errors.Join(errs...)
 			})
 			f.checkIsolation(t, users[:3]...)
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -323,7 +323,7 @@ func TestLockWaitUntilTimeout(t *testing.T) {
 			})
 			conn.Close(ctx)
 			f.checkIsolation(t, "t07", "t08")
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }
@@ -378,7 +378,7 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 				conn.Close(ctx)
 			}
 			f.checkIsolation(t, append(busy[:2], idle[:2]...)...)
-			f.waitQuiet(t, 10*time.Second)
+			f.waitQuiet(t, "at the end")
 		})
 	}
 }

@@ -184,7 +184,10 @@ func TestMaxConnectionsReached(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			f := newFixture(t, mode)
 			users := manyTenants[30:36]
-			f.warmPool(t, users[:2])
+			warm := f.warmPool(t, users[:2])
+			for _, conn := range warm {
+				conn.Close(context.Background()) // their sessions stay idle in the pool
+			}
 			fillers := fillConnectionSlots(t)
 			t.Logf("%d connections fill the server's slots", len(fillers))
 

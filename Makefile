@@ -2,17 +2,36 @@
 SHELL := /bin/bash
 GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
 
-.PHONY: run test deps db db-stop build vet bench
+.PHONY: run test deps db db-stop build vet bench fuzz soak
 
 # Start the private database, migrate it, load demo data and serve config.example.toml on
 # 127.0.0.1:5432 (TENANTPROXY_LISTEN overrides).
 run: build db
 	scripts/run-demo
 
-# Every test: go vet, then the Go suite (unit, database, proxy, psql and node-postgres clients, and
-# the compatibility suite of real drivers and ORMs in compat/).
+# Every test: go vet, then the Go suite (unit, database, proxy, psql and node-postgres clients, the
+# compatibility suite of real drivers and ORMs in compat/, faults) under the race detector, which
+# also replays each fuzz target's corpus; then each fuzz target runs for a few seconds.
 test: deps vet
-	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time). New inputs that
+# find something are written to the package's testdata/fuzz; commit them with the fix.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := ./internal/wire:FuzzReader ./policy:FuzzPrefilterSound \
+	./faults/authfuzz:FuzzStartupPacket ./faults/authfuzz:FuzzSCRAMExchange
+fuzz:
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${target#*:} ($${target%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${target#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s "$${target%%:*}"; \
+	done
+
+# Sustained load with faults (faults/load_test.go) for SOAK_DURATION in each pool mode, with a
+# summary at the end of each: operations, errors by SQLSTATE, faults fired, recovery times.
+SOAK_DURATION ?= 10m
+soak: deps
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -race -count=1 -v -timeout 0 -run '^TestLoadWithFaults$$' ./faults/
 
 # Install what the tests need when it is missing: PostgreSQL, pgvector, Node.js, and the drivers
 # and ORMs the compatibility suite runs (Debian packages, npm packages of tests/node).
@@ -32,7 +51,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-# The private development database (.pgdata, 127.0.0.1:55432).
+# The private development database (.pgdata, 127.0.0.1:15432).
 db:
 	scripts/pgenv install
 	scripts/pgenv start

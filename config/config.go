@@ -64,13 +64,16 @@ type TLS struct {
 
 // Backend is the PostgreSQL server and the role tenantproxy's sessions use.
 type Backend struct {
-	Host           string   `toml:"host"`
-	Port           int      `toml:"port"`
-	Database       string   `toml:"database"`
-	User           string   `toml:"user"`
-	Password       string   `toml:"password"`
-	Passfile       string   `toml:"passfile"`
-	SSLMode        string   `toml:"sslmode"`
+	Host     string `toml:"host"`
+	Port     int    `toml:"port"`
+	Database string `toml:"database"`
+	User     string `toml:"user"`
+	Password string `toml:"password"`
+	Passfile string `toml:"passfile"`
+	SSLMode  string `toml:"sslmode"`
+	// SSLRootCert is a PEM file of the CAs that may sign the server's certificate (libpq's
+	// sslrootcert), for verify-ca and verify-full.
+	SSLRootCert    string   `toml:"sslrootcert"`
 	ConnectTimeout Duration `toml:"connect_timeout"`
 }
 
@@ -165,7 +168,11 @@ type Log struct {
 // anything that might be logged). The usual PG* environment variables and ~/.pgpass fill in
 // what is not set.
 func (b Backend) DSN() string {
-	return dsn(b.Host, b.Port, b.Database, b.User, b.SSLMode, b.ConnectTimeout, b.Passfile, "tenantproxy")
+	s := dsn(b.Host, b.Port, b.Database, b.User, b.SSLMode, b.ConnectTimeout, b.Passfile, "tenantproxy")
+	if b.SSLRootCert != "" {
+		s += " sslrootcert=" + quoteDSN(b.SSLRootCert)
+	}
+	return s
 }
 
 // DSN is the directory's connection, as Backend.DSN is the backend's: without the password.
@@ -467,6 +474,9 @@ func (c *Config) validate(name string, data []byte) error {
 	}
 	if !slices.Contains([]string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}, b.SSLMode) {
 		bad("backend.sslmode", "must be one of disable, allow, prefer, require, verify-ca, verify-full")
+	}
+	if b.SSLRootCert != "" && b.SSLMode == "disable" {
+		bad("backend.sslrootcert", "has no effect with sslmode disable (use verify-full to check the server's certificate)")
 	}
 	if b.ConnectTimeout.Duration <= 0 {
 		bad("backend.connect_timeout", "must be positive")

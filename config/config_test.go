@@ -83,6 +83,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"directory password and passfile", minimal + "\n[directory]\npassword = \"x\"\npassfile = \"/p\"\n", `directory.passfile: give password or passfile, not both`},
 		{"directory bad sslmode", minimal + "\n[directory]\nsslmode = \"maybe\"\n", `directory.sslmode: must be one of`},
 		{"directory unknown key", minimal + "\n[directory]\nurl = \"postgres://x\"\n", `bad.toml:10: unknown key "directory.url"`},
+		{"root certificate without TLS", minimal + "\n[backend]\nsslmode = \"disable\"\nsslrootcert = \"/etc/ca.pem\"\n", `bad.toml:11: backend.sslrootcert: has no effect with sslmode disable`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -213,5 +214,19 @@ func TestByteSizes(t *testing.T) {
 		if _, err := Parse("t.toml", []byte(minimal+"\n[limits]\nclient_prepared_statement_memory = "+bad+"\n")); err == nil || !strings.Contains(err.Error(), "client_prepared_statement_memory") {
 			t.Errorf("%s: accepted or unclear: %v", bad, err)
 		}
+	}
+}
+
+func TestDSNCarriesTheRootCertificate(t *testing.T) {
+	t.Setenv("TENANTPROXY_LISTEN", "")
+	cfg, err := Parse("tls.toml", []byte(minimal+"\n[backend]\nsslmode = \"verify-full\"\nsslrootcert = \"/etc/tenant proxy/ca.pem\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dsn := cfg.Backend.DSN(); !strings.Contains(dsn, `sslmode=verify-full`) || !strings.Contains(dsn, `sslrootcert='/etc/tenant proxy/ca.pem'`) {
+		t.Errorf("DSN %q lacks sslmode or sslrootcert", dsn)
+	}
+	if dsn := Defaults().Backend.DSN(); strings.Contains(dsn, "sslrootcert") {
+		t.Errorf("DSN %q names a root certificate nobody configured", dsn)
 	}
 }

@@ -43,12 +43,14 @@ type Config struct {
 	// every CPU (or the GOMAXPROCS environment variable).
 	Threads int `toml:"threads"`
 
-	TLS     TLS             `toml:"tls"`
-	Backend Backend         `toml:"backend"`
-	Pool    Pool            `toml:"pool"`
-	Tenancy Tenancy         `toml:"tenancy"`
-	Limits  Limits          `toml:"limits"`
-	Users   map[string]User `toml:"users"`
+	TLS     TLS     `toml:"tls"`
+	Backend Backend `toml:"backend"`
+	Pool    Pool    `toml:"pool"`
+	Tenancy Tenancy `toml:"tenancy"`
+	Limits  Limits  `toml:"limits"`
+	// Tenants override the per-tenant limits, by tenant name.
+	Tenants map[string]Tenant `toml:"tenants"`
+	Users   map[string]User   `toml:"users"`
 	// Directory, when the file has a [directory] section, is where users beyond [users] live.
 	Directory *Directory `toml:"directory"`
 	Log       Log        `toml:"log"`
@@ -93,8 +95,20 @@ type Pool struct {
 	MaxPreparedStatementMemory ByteSize `toml:"max_prepared_statement_memory"`
 }
 
-// Limits bound what one client can make the proxy hold, and what all of them together can.
+// Limits bound what one client, user or tenant can take of the proxy and the database, and
+// what all of them together can hold; [tenants.NAME] overrides the per-tenant ones.
 type Limits struct {
+	// MaxConnectionsPerTenant and MaxConnectionsPerUser cap client connections (53300 beyond).
+	MaxConnectionsPerTenant int `toml:"max_connections_per_tenant"`
+	MaxConnectionsPerUser   int `toml:"max_connections_per_user"`
+	// StatementTimeout bounds each statement of a tenant's clients (57014): it is the session's
+	// statement_timeout unless the client chooses one, and the proxy cancels a statement that
+	// runs past it whatever the client chose. 0: no limit.
+	StatementTimeout Duration `toml:"statement_timeout"`
+	// IdleInTransactionTimeout ends a client that keeps a transaction open and idle that long
+	// (FATAL 25P03, as PostgreSQL's idle_in_transaction_session_timeout): its transaction is rolled
+	// back and its session goes back to the pool. 0: no limit.
+	IdleInTransactionTimeout Duration `toml:"idle_in_transaction_timeout"`
 	// GuardMemory bounds the memory the SQL guard uses to parse statements at one time; a
 	// statement that could not be parsed within it is refused (54000).
 	GuardMemory ByteSize `toml:"guard_memory"`
@@ -132,6 +146,20 @@ type User struct {
 	// AllowExplain lets the user run EXPLAIN, whose estimates and counts come from every
 	// tenant's rows: for trusted operators only.
 	AllowExplain bool `toml:"allow_explain"`
+	// MaxConnections caps the user's client connections; 0: limits.max_connections_per_user.
+	MaxConnections int `toml:"max_connections"`
+}
+
+// Tenant overrides limits for one tenant ([tenants.NAME]); a zero value keeps the default.
+type Tenant struct {
+	// Weight is the tenant's weight in the fair share of the pool (default 1): with weight 2 it
+	// is entitled to twice the sessions of a tenant of weight 1 when both are busy.
+	Weight int `toml:"weight"`
+	// MaxConnections caps the tenant's client connections.
+	MaxConnections int `toml:"max_connections"`
+	// StatementTimeout and IdleInTransactionTimeout replace the [limits] defaults.
+	StatementTimeout         Duration `toml:"statement_timeout"`
+	IdleInTransactionTimeout Duration `toml:"idle_in_transaction_timeout"`
 }
 
 // Directory is the tenant directory in the database (tenantproxy user add ...), read as the
@@ -204,6 +232,23 @@ func (b Backend) ConnConfig() (*pgx.ConnConfig, error) {
 
 func quoteDSN(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// TenantLimits are the limits in force for one tenant: its [tenants.NAME] overrides over the
+// [limits] defaults.
+func (c *Config) TenantLimits(tenant string) Tenant {
+	t := c.Tenants[tenant]
+	t.Weight = max(t.Weight, 1)
+	if t.MaxConnections == 0 {
+		t.MaxConnections = c.Limits.MaxConnectionsPerTenant
+	}
+	if t.StatementTimeout.Duration == 0 {
+		t.StatementTimeout = c.Limits.StatementTimeout
+	}
+	if t.IdleInTransactionTimeout.Duration == 0 {
+		t.IdleInTransactionTimeout = c.Limits.IdleInTransactionTimeout
+	}
+	return t
 }
 
 // ByteSize reads a size in bytes: 1048576, "512KiB", "16MiB", "1GiB".
@@ -281,7 +326,10 @@ func Defaults() Config {
 			CheckoutTimeout: Duration{5 * time.Second}, MaxPreparedStatements: 1000,
 			MaxPreparedStatementMemory: 64 << 20,
 		},
-		Limits:  Limits{GuardMemory: 512 << 20, ClientStatementMemory: 16 << 20, StatementMemory: 1 << 30},
+		Limits: Limits{
+			MaxConnectionsPerTenant: 1000, MaxConnectionsPerUser: 1000,
+			GuardMemory: 512 << 20, ClientStatementMemory: 16 << 20, StatementMemory: 1 << 30,
+		},
 		Tenancy: Tenancy{Setting: "app.current_tenant_id", ReservedPrefixes: []string{"app."}, Schemas: []string{"llmspell"}},
 		Log:     Log{Level: "info", Format: "json"},
 	}
@@ -502,6 +550,21 @@ func (c *Config) validate(name string, data []byte) error {
 		bad("pool.max_prepared_statement_memory", "must be at least 1MiB")
 	}
 	l := c.Limits
+	if l.MaxConnectionsPerTenant < 1 || l.MaxConnectionsPerUser < 1 {
+		bad("limits", "max_connections_per_tenant and max_connections_per_user must be at least 1")
+	}
+	if l.StatementTimeout.Duration < 0 || l.IdleInTransactionTimeout.Duration < 0 {
+		bad("limits", "statement_timeout and idle_in_transaction_timeout must be 0 (none) or positive")
+	}
+	for name, tl := range c.Tenants {
+		key := "tenants." + name
+		if !ValidTenant(name) {
+			bad(key, "tenant names use %s", TenantNameRule)
+		}
+		if tl.Weight < 0 || tl.Weight > 1000 || tl.MaxConnections < 0 || tl.StatementTimeout.Duration < 0 || tl.IdleInTransactionTimeout.Duration < 0 {
+			bad(key, "weight must be 0 to 1000; max_connections and the timeouts 0 (default) or more")
+		}
+	}
 	if l.GuardMemory < 1<<20 {
 		bad("limits.guard_memory", "must be at least 1MiB")
 	}
@@ -551,6 +614,9 @@ func (c *Config) validate(name string, data []byte) error {
 	}
 	for user, u := range c.Users {
 		key := "users." + user
+		if u.MaxConnections < 0 {
+			bad(key+".max_connections", "must be 0 (the default) or more")
+		}
 		if !ValidUser(user) {
 			bad(key, "user names use %s", UserNameRule)
 		}

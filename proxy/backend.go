@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 	"github.com/tenantproxy/tenantproxy/proxy/queue"
@@ -12,11 +13,13 @@ import (
 // acquire gets the client a backend session with its tenant context and settings in place.
 // Errors come back ready for the client.
 func (c *clientConn) acquire() (*session.Backend, *pgError) {
+	start := time.Now()
 	b, err := c.srv.pool.Acquire(context.Background(), session.Client{
 		Tenant:   c.session.tenant,
 		Settings: c.session.params,
 		Gone:     c.hungUp,
 	})
+	c.srv.metrics.backendWait.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant)).Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, c.backendError(err)
 	}

@@ -32,6 +32,12 @@ type clientConn struct {
 	user string
 	// allowExplain: the user is trusted with EXPLAIN.
 	allowExplain bool
+	// limits are the time limits of the client's tenant; admitted: it counts against the
+	// connection limits.
+	limits   limits
+	admitted bool
+	// statementTimer cancels a statement that runs past the tenant's statement_timeout.
+	statementTimer *time.Timer
 	// session is the tenant context and settings the client's backend must carry.
 	session *clientSession
 	keyPID  uint32
@@ -82,6 +88,7 @@ func (c *clientConn) serve() {
 		c.conn.Close()
 	}()
 	defer c.srv.unregister(c)
+	defer c.srv.leave(c)
 	err := c.startup()
 	if err == nil {
 		c.log.Debug().Msg("client connected")

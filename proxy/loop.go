@@ -33,7 +33,10 @@ func (c *clientConn) loop() error {
 			}
 		}
 		c.busy.Store(c.queue.Awaiting())
-		if err := c.drain(); err != nil {
+		c.armStatementTimer()
+		err := c.drain()
+		c.disarmStatementTimer()
+		if err != nil {
 			return err
 		}
 		c.busy.Store(false)
@@ -53,12 +56,17 @@ func (c *clientConn) waitForClient() error {
 		return nil
 	}
 	idle := c.backend == nil || c.backend.TxStatus() == 'I' && c.queue.Settled()
+	// A transaction left open and idle is bounded by the tenant's limit.
+	idleInTransaction := !idle && c.limits.idleInTransaction > 0 && c.queue.Settled()
 	for {
 		if idle {
 			c.idle.Store(true)
 			if c.srv.draining() {
 				return errShuttingDown
 			}
+		}
+		if idleInTransaction {
+			c.conn.SetReadDeadline(time.Now().Add(c.limits.idleInTransaction))
 		}
 		var err error
 		if idle && c.listening && c.backend != nil {
@@ -67,17 +75,26 @@ func (c *clientConn) waitForClient() error {
 			_, _, err = c.in.PeekHeader()
 		}
 		c.idle.Store(false)
+		if idleInTransaction {
+			c.conn.SetReadDeadline(time.Time{})
+		}
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) || !c.srv.draining() {
+		switch {
+		case !errors.Is(err, os.ErrDeadlineExceeded):
 			return c.readError(err)
-		}
-		// Shutdown interrupted the wait. An idle client is told and let go; one inside a
-		// transaction may finish it.
-		if idle {
+		case idleInTransaction && !c.srv.draining():
+			c.srv.metrics.limitRefusals.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant), "idle_in_transaction_timeout").Inc()
+			c.log.Warn().Str("limit", "idle_in_transaction_timeout").Msg("client ended: transaction left open and idle")
+			return errIdleInTransaction
+		case !c.srv.draining():
+			return c.readError(err)
+		case idle:
+			// Shutdown interrupted the wait: an idle client is told and let go.
 			return errShuttingDown
 		}
+		// One inside a transaction may finish it.
 		c.conn.SetReadDeadline(time.Time{})
 	}
 }

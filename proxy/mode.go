@@ -17,6 +17,8 @@ type poolMode interface {
 	idle(c *clientConn) error
 	// leave readies the idle backend of a client that left for its next client.
 	leave(b *session.Backend) error
+	// reserve is how many of the pool's sessions no one tenant may take.
+	reserve(size int) int
 }
 
 // transactionMode lends a backend per transaction.
@@ -53,6 +55,9 @@ func (transactionMode) idle(c *clientConn) error {
 	return nil
 }
 
+// reserve: none, a tenant alone may use the whole pool; it lets go after each transaction.
+func (transactionMode) reserve(int) int { return 0 }
+
 // leave has nothing to do: a transaction-mode backend carries no client state between
 // transactions but what the next checkout puts right (tenant context and settings).
 func (transactionMode) leave(*session.Backend) error { return nil }
@@ -77,6 +82,16 @@ func (sessionMode) idle(c *clientConn) error {
 		return fatal(codeInternal, "tenantproxy could not restore the tenant context; please reconnect")
 	}
 	return nil
+}
+
+// reserve keeps a tenth of the pool (at least one session, in a pool of three or more) from any
+// one tenant: its clients hold their sessions for their whole connections, and must not pin
+// every one.
+func (sessionMode) reserve(size int) int {
+	if size < 3 {
+		return 0
+	}
+	return max(1, size/10)
 }
 
 // leave runs DISCARD ALL, which clears every setting of the session, the tenant context too.

@@ -49,6 +49,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	clients   map[uint32]*clientConn // by the cancel key's process id
+	conns     connectionCounts
 	listeners []net.Listener
 	closing   bool
 	drain     atomic.Bool
@@ -63,6 +64,8 @@ type userAuth struct {
 	md5   string // "md5" + hex, when the verifier is md5
 	// allowExplain: the user may run EXPLAIN (see config.User.AllowExplain).
 	allowExplain bool
+	// maxConnections caps the user's client connections (0: the default).
+	maxConnections int
 }
 
 // New builds a Server from a validated configuration.
@@ -83,12 +86,13 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		mode:         mode,
 		startupRules: startupRules{reserved: cfg.Tenancy.ReservedPrefixes},
 		clients:      map[uint32]*clientConn{},
+		conns:        connectionCounts{byTenant: map[string]int{}, byUser: map[string]int{}},
 	}
 	if _, err := rand.Read(s.mockSalt[:]); err != nil {
 		return nil, err
 	}
 	for name, u := range cfg.Users {
-		a := userAuth{allowExplain: u.AllowExplain}
+		a := userAuth{allowExplain: u.AllowExplain, maxConnections: u.MaxConnections}
 		if strings.HasPrefix(u.Password, "SCRAM-SHA-256$") {
 			creds, err := scramsecret.Parse(u.Password)
 			if err != nil {
@@ -127,6 +131,9 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		IdleTimeout:                cfg.Pool.IdleTimeout.Duration,
 		CheckoutTimeout:            cfg.Pool.CheckoutTimeout.Duration,
 		MaxPreparedStatements:      cfg.Pool.MaxPreparedStatements,
+		Weight:                     func(tenant string) int { return cfg.TenantLimits(tenant).Weight },
+		Reserve:                    mode.reserve(cfg.Pool.Size),
+		Headroom:                   cfg.Pool.Mode == "transaction",
 		MaxPreparedStatementMemory: int(cfg.Pool.MaxPreparedStatementMemory),
 		StatementMemory:            int64(cfg.Limits.StatementMemory),
 	}, log.With().Str("component", "pool").Logger())

@@ -71,9 +71,14 @@ func (c *clientConn) startup() error {
 		c.log.Warn().Str("tenant", req.tenant).Err(err).Msg("tenant refused")
 		return c.refuse(fatal(codeInvalidAuthSpec, err.Error()))
 	}
+	c.limits = tenantLimits(c.srv.cfg.TenantLimits(tenant), req.settings)
 	c.session = newClientSession(tenant, c.srv.cfg.Tenancy.Setting, req.settings)
 	c.allowExplain = c.srv.users[c.user].allowExplain
 	c.log = c.log.With().Str("tenant", tenant).Logger()
+	if perr := c.srv.admit(c, c.srv.users[c.user].maxConnections); perr != nil {
+		return c.refuse(perr)
+	}
+	c.srv.metrics.tenantClients.WithLabelValues(c.srv.metrics.tenantLabel(tenant)).Inc()
 	c.in.Limit = c.srv.cfg.MaxMessageSize
 	// Waiting for a backend session is not part of authentication: the checkout timeout
 	// bounds it, not auth_timeout.

@@ -54,6 +54,8 @@ type Backend struct {
 
 	created  time.Time
 	lastUsed time.Time
+	// holder is the tenant whose client holds it (nil while idle); guarded by the pool's lock.
+	holder *tenantState
 }
 
 // connect opens a server session with pgconn (which brings TLS and SCRAM) and takes it over.

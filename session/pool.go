@@ -3,18 +3,14 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
-
-	"github.com/tenantproxy/tenantproxy/internal/guc"
 )
 
 // Config shapes a Pool.
@@ -34,8 +30,19 @@ type Config struct {
 	// StatementMemory bounds the statements clients hold in the registry, in bytes.
 	StatementMemory int64
 	// CheckAfter is how long a session may sit idle before it is checked for a hang-up on
-	// its way out of the pool.
+	// its way out of the pool (0: at every checkout, one non-blocking peek).
 	CheckAfter time.Duration
+	// Weight gives a tenant's weight in the fair share of the pool (1 when nil or 0).
+	Weight func(tenant string) int
+	// Reserve is how many sessions no one tenant may take even when it is alone: in session
+	// pooling, where a client holds a session for its whole connection, so that a tenant cannot
+	// pin every session.
+	Reserve int
+	// Headroom keeps, for each active tenant, one session more than it needed lately (within
+	// its share), so that its next checkout finds one at once: in transaction pooling, where an
+	// active tenant's clients check out sessions again and again. In session pooling a tenant
+	// keeps what it holds.
+	Headroom bool
 }
 
 // ErrPoolClosed is returned by Acquire after Close.
@@ -63,17 +70,18 @@ const goneCheck = 100 * time.Millisecond
 
 // Pool hands out server sessions. A session goes to a client with the client's tenant context
 // and settings in place; it comes back as it is, and the next client of the same tenant gets
-// it without any extra work.
+// it without any extra work. Tenants share the pool fairly (share.go): while others are active,
+// none holds more than its share, and waiting clients are served by tenant, not first come.
 type Pool struct {
 	cfg Config
 	log zerolog.Logger
 
-	mu      sync.Mutex
-	idle    []*Backend // most recently released last
-	open    int        // idle, in use, and being dialled
-	waiters []chan *Backend
-	closed  bool
-	done    chan struct{}
+	mu   sync.Mutex
+	idle []*Backend // most recently released last
+	open int        // idle, in use, and being dialled
+	shares
+	closed bool
+	done   chan struct{}
 
 	statements statementRegistry
 
@@ -82,12 +90,11 @@ type Pool struct {
 	}
 }
 
-// NewPool starts a pool and its upkeep (idle and lifetime limits, MinIdle sessions).
+// NewPool starts a pool and its upkeep (idle and lifetime limits, MinIdle sessions, who is
+// active).
 func NewPool(cfg Config, log zerolog.Logger) *Pool {
-	if cfg.CheckAfter == 0 {
-		cfg.CheckAfter = 5 * time.Second
-	}
 	p := &Pool{cfg: cfg, log: log, done: make(chan struct{})}
+	p.shares = newShares(cfg)
 	p.statements.byKey = map[string]*Statement{}
 	p.statements.limit = cfg.StatementMemory
 	go p.upkeep()
@@ -108,6 +115,8 @@ func (p *Pool) Acquire(ctx context.Context, c Client) (*Backend, error) {
 			}
 		}
 		if b.lastUsed.Before(time.Now().Add(-p.cfg.CheckAfter)) && !b.Alive() {
+			// The server closed it while it sat in the pool (a restart, a failover,
+			// idle_session_timeout): the client never sees that.
 			p.Discard(b)
 			continue
 		}
@@ -133,20 +142,28 @@ func (p *Pool) takeWithin(ctx context.Context, c Client) (*Backend, error) {
 	return p.take(ctx, c)
 }
 
-// takeIdleNow pops an idle session without waiting, or returns nil.
+// takeIdleNow takes an idle session for tenant without waiting, if its share allows, or
+// returns nil.
 func (p *Pool) takeIdleNow(tenant string) *Backend {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil
 	}
-	return p.takeIdle(tenant)
+	t := p.tenant(tenant)
+	if len(t.waiters) > 0 || !p.allowed(t) {
+		return nil
+	}
+	b := p.takeIdle(tenant)
+	if b != nil {
+		p.hold(t, b)
+	}
+	return b
 }
 
-// take finds an idle session (one of the client's tenant first), opens one if the pool has
-// room, or waits.
+// take finds an idle session (one of the client's tenant first) or opens one, as the tenant's
+// share allows, or waits in the tenant's queue.
 func (p *Pool) take(ctx context.Context, c Client) (*Backend, error) {
-	tenant := c.Tenant
 	var gone <-chan time.Time
 	if c.Gone != nil {
 		tick := time.NewTicker(goneCheck)
@@ -159,29 +176,36 @@ func (p *Pool) take(ctx context.Context, c Client) (*Backend, error) {
 			p.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
-		if b := p.takeIdle(tenant); b != nil {
-			p.mu.Unlock()
-			return b, nil
-		}
-		if p.open < p.cfg.Size {
-			p.open++
-			p.mu.Unlock()
-			b, err := p.dial(ctx)
-			if err != nil {
-				p.mu.Lock()
-				p.open--
-				p.wakeOne(nil)
+		t := p.tenant(c.Tenant)
+		if len(t.waiters) == 0 && p.allowed(t) {
+			if b := p.takeIdle(c.Tenant); b != nil {
+				p.hold(t, b)
 				p.mu.Unlock()
-				return nil, err
+				return b, nil
 			}
-			return b, nil
+			if p.open < p.cfg.Size {
+				p.open++
+				p.reserveFor(t)
+				p.mu.Unlock()
+				b, err := p.dial(ctx)
+				p.mu.Lock()
+				if err != nil {
+					p.open--
+					p.unreserveFor(t)
+					p.handOver()
+					p.mu.Unlock()
+					return nil, err
+				}
+				b.holder = t
+				p.mu.Unlock()
+				return b, nil
+			}
 		}
-		ch := make(chan *Backend, 1)
-		p.waiters = append(p.waiters, ch)
+		w := p.enqueue(t)
 		p.stats.waits.Add(1)
 		p.mu.Unlock()
 
-		b, err := p.wait(ctx, ch, gone, c.Gone)
+		b, err := p.wait(ctx, w, gone, c.Gone)
 		if b != nil || err != nil {
 			return b, err
 		}
@@ -190,12 +214,13 @@ func (p *Pool) take(ctx context.Context, c Client) (*Backend, error) {
 	}
 }
 
-// wait waits for a session (or a free slot: nil, nil) handed to ch.
-func (p *Pool) wait(ctx context.Context, ch chan *Backend, tick <-chan time.Time, gone func() bool) (*Backend, error) {
+// wait waits for a session (given with its hold counted), or a free slot (nil, nil), handed to
+// w.
+func (p *Pool) wait(ctx context.Context, w *waiter, tick <-chan time.Time, gone func() bool) (*Backend, error) {
 	var err error
 	for err == nil {
 		select {
-		case b := <-ch:
+		case b := <-w.ch:
 			return b, nil
 		case <-tick:
 			if gone() {
@@ -210,15 +235,15 @@ func (p *Pool) wait(ctx context.Context, ch chan *Backend, tick <-chan time.Time
 		}
 	}
 	p.mu.Lock()
-	p.removeWaiter(ch)
+	p.dequeue(w)
 	p.mu.Unlock()
 	select {
-	case b := <-ch: // handed over as we gave up: pass it on
+	case b := <-w.ch: // handed over as we gave up: pass it on
 		if b != nil {
 			p.Release(b)
 		} else {
 			p.mu.Lock()
-			p.wakeOne(nil)
+			p.handOver()
 			p.mu.Unlock()
 		}
 	default:
@@ -247,25 +272,22 @@ func (p *Pool) takeIdle(tenant string) *Backend {
 	return b
 }
 
-func (p *Pool) removeWaiter(ch chan *Backend) {
-	for i, w := range p.waiters {
-		if w == ch {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+// handOver gives idle sessions and free slots to the waiters whose tenants may take them, as
+// long as there are some. Called with p.mu held.
+func (p *Pool) handOver() {
+	for len(p.idle) > 0 || p.open < p.cfg.Size {
+		w := p.nextWaiter()
+		if w == nil {
 			return
 		}
+		if b := p.takeIdle(w.tenant.name); b != nil {
+			p.hold(w.tenant, b)
+			w.ch <- b
+			continue
+		}
+		w.ch <- nil // a free slot: the waiter opens a session itself
+		return
 	}
-}
-
-// wakeOne gives b (or, with nil, a free slot) to the oldest waiter. Called with p.mu held;
-// reports whether anyone was waiting.
-func (p *Pool) wakeOne(b *Backend) bool {
-	if len(p.waiters) == 0 {
-		return false
-	}
-	ch := p.waiters[0]
-	p.waiters = p.waiters[1:]
-	ch <- b
-	return true
 }
 
 func (p *Pool) dial(ctx context.Context) (*Backend, error) {
@@ -278,101 +300,6 @@ func (p *Pool) dial(ctx context.Context) (*Backend, error) {
 	return b, nil
 }
 
-// ApplyContext puts the tenant context and the client's settings (want) in place on b, in one
-// round trip, and only when they differ from what b holds. Settings the client did not choose go
-// back to the session's defaults, so nothing one client set reaches the next. Acquire calls it
-// before the client's messages are sent, so a failure can never let them run under another
-// tenant's context; the proxy calls it again after a client's RESET ALL or DISCARD ALL.
-//
-// Inside a transaction the statements join it, and a later ROLLBACK TO SAVEPOINT could undo
-// them: the session's tenant is then left unknown (""), so the proxy sets it again after each
-// of the client's batches until the transaction ends.
-func (p *Pool) ApplyContext(b *Backend, tenant string, want *Settings) error {
-	if want == nil {
-		want = NewSettings(nil)
-	}
-	if b.tenant == tenant && b.settingsKey == want.key {
-		return nil
-	}
-	sql := p.settingsSQL(b, tenant, want.values)
-	if sql == "" {
-		b.settingsKey = want.key
-		return nil
-	}
-	if b.tenant != tenant {
-		p.stats.switches.Add(1)
-		b.tenant = ""
-	}
-	b.settingsKey = ""
-	before := b.txStatus
-	b.SetDeadline(time.Now().Add(p.cfg.CheckoutTimeout))
-	err := b.Exec(sql)
-	b.SetDeadline(time.Time{})
-	if err != nil {
-		return fmt.Errorf("setting the tenant context: %w", err)
-	}
-	if b.txStatus != before {
-		return fmt.Errorf("setting the tenant context: transaction state went from %q to %q", before, b.txStatus)
-	}
-	if b.txStatus != 'I' {
-		return nil
-	}
-	b.tenant = tenant
-	// Settings the server does not report are known by what was set.
-	for name, value := range want.values {
-		if !b.Reports(name) {
-			b.params[name] = value
-		}
-	}
-	for name := range b.params {
-		if _, wanted := want.values[name]; !wanted && !b.Reports(name) {
-			delete(b.params, name)
-		}
-	}
-	b.settingsKey = want.key
-	return nil
-}
-
-// settingsSQL is what ApplyContext must send, or "".
-func (p *Pool) settingsSQL(b *Backend, tenant string, want map[string]string) string {
-	var parts []string
-	if b.tenant != tenant {
-		parts = append(parts, SetStatement(p.cfg.Setting, tenant))
-	}
-	// The reported settings are known from the server; a client that did not choose one gets
-	// the session's default, whatever the backend's previous client chose.
-	for name, def := range b.defaults {
-		value, wanted := want[name]
-		if !wanted {
-			value = def
-		}
-		switch setting, _ := guc.Lookup(name); {
-		case b.params[name] == value || setting.ReadOnly:
-		case wanted:
-			parts = append(parts, SetStatement(name, value))
-		default:
-			parts = append(parts, "RESET "+name)
-		}
-	}
-	for name, value := range want {
-		if !b.Reports(name) && b.params[name] != value {
-			parts = append(parts, SetStatement(name, value))
-		}
-	}
-	for name := range b.params {
-		if _, wanted := want[name]; !wanted && !b.Reports(name) {
-			parts = append(parts, "RESET "+name)
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// SettingsMatch reports whether b holds exactly the settings of want, and the defaults for the
-// rest.
-func (p *Pool) SettingsMatch(b *Backend, want *Settings) bool {
-	return b.settingsKey == want.key || p.settingsSQL(b, b.tenant, want.values) == ""
-}
-
 // Release returns a session whose client is done with it. It must be idle (ReadyForQuery 'I',
 // nothing pending); the caller discards it otherwise.
 func (p *Pool) Release(b *Backend) {
@@ -382,14 +309,14 @@ func (p *Pool) Release(b *Backend) {
 		return
 	}
 	p.mu.Lock()
+	p.unhold(b)
 	if p.closed {
 		p.mu.Unlock()
 		p.Discard(b)
 		return
 	}
-	if !p.wakeOne(b) {
-		p.idle = append(p.idle, b)
-	}
+	p.idle = append(p.idle, b)
+	p.handOver()
 	p.mu.Unlock()
 }
 
@@ -398,8 +325,9 @@ func (p *Pool) Discard(b *Backend) {
 	p.stats.discards.Add(1)
 	b.Close()
 	p.mu.Lock()
+	p.unhold(b)
 	p.open--
-	p.wakeOne(nil)
+	p.handOver()
 	p.mu.Unlock()
 }
 
@@ -428,10 +356,7 @@ func (p *Pool) Close() {
 	close(p.done)
 	idle := p.idle
 	p.idle = nil
-	for _, w := range p.waiters {
-		w <- nil
-	}
-	p.waiters = nil
+	p.wakeAll()
 	p.mu.Unlock()
 	for _, b := range idle {
 		p.Discard(b)
@@ -463,6 +388,9 @@ func (p *Pool) upkeep() {
 		clear(p.idle[len(keep):])
 		p.idle = keep
 		missing := min(p.cfg.MinIdle-len(p.idle), p.cfg.Size-p.open+len(expired))
+		// Tenants quiet for a while give their reservations back: waiters may take them.
+		p.forgetQuiet(time.Now())
+		p.handOver()
 		p.mu.Unlock()
 		for _, b := range expired {
 			p.Discard(b)
@@ -499,7 +427,7 @@ type Stats struct {
 // Stats reports counters and gauges.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
-	s := Stats{Open: p.open, Idle: len(p.idle), Waiting: len(p.waiters)}
+	s := Stats{Open: p.open, Idle: len(p.idle), Waiting: p.nwaiting}
 	p.mu.Unlock()
 	s.Acquires = p.stats.acquires.Load()
 	s.Waits = p.stats.waits.Load()

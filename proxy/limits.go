@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/tenantproxy/tenantproxy/config"
+)
+
+// What one tenant or user may take: client connections (counted here), its share of the pool
+// (session/share.go), and time: each statement (statement_timeout, which the proxy also
+// enforces itself) and each transaction left open and idle.
+
+// limits are what the client is held to, fixed at login.
+type limits struct {
+	statementTimeout  time.Duration
+	idleInTransaction time.Duration
+}
+
+// connectionCounts counts client connections by tenant and by user. Guarded by Server.mu.
+type connectionCounts struct {
+	byTenant, byUser map[string]int
+}
+
+// admit counts a new client of tenant and user, or says which limit it would pass. Its refusal
+// is FATAL 53300, as PostgreSQL's for a role's connection limit.
+func (s *Server) admit(c *clientConn, userLimit int) *pgError {
+	tl := s.cfg.TenantLimits(c.session.tenant)
+	if userLimit == 0 {
+		userLimit = s.cfg.Limits.MaxConnectionsPerUser
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var refused, limit string
+	switch {
+	case s.conns.byTenant[c.session.tenant] >= tl.MaxConnections:
+		refused, limit = fmt.Sprintf("too many connections for tenant %q", c.session.tenant), "max_connections_per_tenant"
+	case s.conns.byUser[c.user] >= userLimit:
+		refused, limit = fmt.Sprintf("too many connections for user %q", c.user), "max_connections_per_user"
+	default:
+		s.conns.byTenant[c.session.tenant]++
+		s.conns.byUser[c.user]++
+		c.admitted = true
+		return nil
+	}
+	s.metrics.limitRefusals.WithLabelValues(s.metrics.tenantLabel(c.session.tenant), limit).Inc()
+	c.log.Warn().Str("limit", limit).Msg("client refused: " + refused)
+	e := fatal(codeTooManyConnections, refused)
+	e.Hint = "Close connections you do not use, or ask the operator to raise " + limit + " (or the tenant's or user's own)."
+	return e
+}
+
+// leave uncounts a client that was admitted.
+func (s *Server) leave(c *clientConn) {
+	if !c.admitted {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	decrement(s.conns.byTenant, c.session.tenant)
+	decrement(s.conns.byUser, c.user)
+	s.metrics.tenantClients.WithLabelValues(s.metrics.tenantLabel(c.session.tenant)).Dec()
+}
+
+func decrement(m map[string]int, key string) {
+	if m[key]--; m[key] <= 0 {
+		delete(m, key)
+	}
+}
+
+// tenantLimits fixes the client's time limits, and makes the tenant's statement_timeout the
+// client's own setting unless it chose one (so that PostgreSQL enforces it, and RESET ALL puts
+// it back).
+func tenantLimits(tl config.Tenant, settings map[string]string) limits {
+	if d := tl.StatementTimeout.Duration; d > 0 {
+		if _, chosen := settings["statement_timeout"]; !chosen {
+			settings["statement_timeout"] = strconv.FormatInt(d.Milliseconds(), 10)
+		}
+	}
+	return limits{statementTimeout: tl.StatementTimeout.Duration, idleInTransaction: tl.IdleInTransactionTimeout.Duration}
+}
+
+// statementGrace is how long past the tenant's statement_timeout the proxy waits for the server
+// to cancel a statement itself before it sends the cancel: the client may have raised its own.
+const statementGrace = time.Second
+
+// errIdleInTransaction ends a client that left its transaction open and idle past the limit.
+var errIdleInTransaction = fatal("25P03", "terminating connection due to idle-in-transaction timeout")
+
+// armStatementTimer starts the tenant's statement_timeout for the requests about to be relayed:
+// past it (and a grace for the server's own cancel) the proxy cancels them, whatever
+// statement_timeout the client chose. The timer is the client's own, reused.
+func (c *clientConn) armStatementTimer() {
+	d := c.limits.statementTimeout
+	if d <= 0 || !c.busy.Load() {
+		return
+	}
+	if c.statementTimer == nil {
+		c.statementTimer = time.AfterFunc(d+statementGrace, c.statementTimedOut)
+		return
+	}
+	c.statementTimer.Reset(d + statementGrace)
+}
+
+func (c *clientConn) disarmStatementTimer() {
+	if c.statementTimer != nil {
+		c.statementTimer.Stop()
+	}
+}
+
+func (c *clientConn) statementTimedOut() {
+	c.srv.metrics.limitRefusals.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant), "statement_timeout").Inc()
+	c.log.Warn().Str("limit", "statement_timeout").Msg("statement cancelled: it ran past the tenant's statement_timeout")
+	c.cancel()
+}

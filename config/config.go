@@ -35,6 +35,9 @@ type Config struct {
 	AuthTimeout Duration `toml:"auth_timeout"`
 	// ShutdownTimeout is how long a shutdown (SIGTERM) lets transactions in flight finish.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// ClientWriteTimeout ends a client that stops reading its results for that long: its backend
+	// is closed rather than pinned for ever.
+	ClientWriteTimeout Duration `toml:"client_write_timeout"`
 	// AllowMD5 lets users with an md5 verifier authenticate with md5. Off: SCRAM only.
 	AllowMD5 bool `toml:"allow_md5"`
 	// MetricsListen, when set, serves Prometheus metrics at /metrics on that address.
@@ -309,13 +312,14 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // Defaults is the configuration an empty file gives.
 func Defaults() Config {
 	return Config{
-		Listen:          "0.0.0.0:5432",
-		Database:        "app",
-		MaxClients:      10000,
-		MaxMessageSize:  64 << 20,
-		AuthTimeout:     Duration{10 * time.Second},
-		ShutdownTimeout: Duration{30 * time.Second},
-		TLS:             TLS{Mode: "disable"},
+		Listen:             "0.0.0.0:5432",
+		Database:           "app",
+		MaxClients:         10000,
+		MaxMessageSize:     64 << 20,
+		AuthTimeout:        Duration{10 * time.Second},
+		ShutdownTimeout:    Duration{30 * time.Second},
+		ClientWriteTimeout: Duration{30 * time.Second},
+		TLS:                TLS{Mode: "disable"},
 		Backend: Backend{
 			Host: "127.0.0.1", Port: 5432, Database: "postgres", User: "tenantproxy_app",
 			SSLMode: "prefer", ConnectTimeout: Duration{5 * time.Second},
@@ -495,6 +499,9 @@ func (c *Config) validate(name string, data []byte) error {
 	}
 	if c.ShutdownTimeout.Duration <= 0 {
 		bad("shutdown_timeout", "must be positive")
+	}
+	if c.ClientWriteTimeout.Duration <= 0 {
+		bad("client_write_timeout", "must be positive")
 	}
 
 	switch c.TLS.Mode {

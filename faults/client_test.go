@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
@@ -259,24 +257,6 @@ func TestClientVanishes(t *testing.T) {
 	}
 }
 
-// withTopLevelKey sets a top-level configuration key by writing the configuration out as TOML
-// with the key added and reading it back with config.Parse, as a configuration file would be.
-// A key the proxy does not know fails t, and the configuration stays as it was.
-func withTopLevelKey(t *testing.T, key, value string) func(*config.Config) {
-	return func(c *config.Config) {
-		var buf bytes.Buffer
-		if err := toml.NewEncoder(&buf).Encode(c); err != nil {
-			t.Fatal(err)
-		}
-		parsed, err := config.Parse("faults.toml", append([]byte(key+" = "+value+"\n"), buf.Bytes()...))
-		if err != nil {
-			t.Errorf("the configuration has no key %s for this test: %v", key, err)
-			return
-		}
-		*c = *parsed
-	}
-}
-
 // A client that sends a query and stops reading its result must not hold a backend session
 // for ever: after client_write_timeout without progress writing to it, the proxy gives up on
 // the client and closes (or cleans and releases) its session, and the server stops working
@@ -284,7 +264,7 @@ func withTopLevelKey(t *testing.T, key, value string) func(*config.Config) {
 func TestClientStopsReading(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			f := newFixture(t, mode, withTopLevelKey(t, "client_write_timeout", `"1s"`))
+			f := newFixture(t, mode, func(c *config.Config) { c.ClientWriteTimeout = config.Duration{Duration: time.Second} })
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			pc, err := pgconn.Connect(ctx, f.url("t01"))

@@ -129,7 +129,7 @@ func (f *fixture) start(t *testing.T, cfg *config.Config) {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := srv.Serve(ln); err != nil {
+		if err := srv.Serve(ln); !errors.Is(err, proxy.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
 	}()

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
@@ -95,8 +97,13 @@ func (c *clientConn) readPassword() ([]byte, error) {
 	}
 	typ, msg, err := c.in.Next()
 	if err != nil {
-		if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrMalformed) {
+		switch {
+		case errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrMalformed):
 			return nil, fatal(codeProtocolViolation, "invalid authentication message: "+err.Error())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// As PostgreSQL says past authentication_timeout.
+			c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			return nil, fatal(codeQueryCanceled, "canceling authentication due to timeout")
 		}
 		return nil, err
 	}

@@ -21,7 +21,11 @@ func (c *clientConn) acquire() (*session.Backend, *pgError) {
 	})
 	c.srv.metrics.backendWait.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant)).Observe(time.Since(start).Seconds())
 	if err != nil {
-		return nil, c.backendError(err)
+		perr := c.backendError(err)
+		if perr.Code == codeConnectionFailure {
+			c.log.Warn().Err(err).Msg("could not open a database session")
+		}
+		return nil, perr
 	}
 	c.checkouts++
 	c.queue.ResetIrregular()

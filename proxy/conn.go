@@ -36,8 +36,13 @@ type clientConn struct {
 	// connection limits.
 	limits   limits
 	admitted bool
-	// statementTimer cancels a statement that runs past the tenant's statement_timeout.
-	statementTimer *time.Timer
+	// watchdog watches a relay in progress (watch.go): relayStart is when it began (Unix
+	// nanoseconds), abandoned that the client hung up meanwhile, timedOut that its statements
+	// were cancelled at the tenant's statement_timeout.
+	watchdog   *time.Timer
+	relayStart atomic.Int64
+	abandoned  atomic.Bool
+	timedOut   atomic.Bool
 	// session is the tenant context and settings the client's backend must carry.
 	session *clientSession
 	keyPID  uint32
@@ -72,6 +77,7 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		in:   wire.NewReader(conn, startupMessageLimit),
 		out:  wire.NewWriter(conn),
 	}
+	c.out.LimitBlocking(conn, s.cfg.ClientWriteTimeout.Duration)
 	c.canceled = sync.NewCond(&c.mu)
 	c.statements = s.mode.newStatements(c)
 	c.queue = queue.New(c.statements.undo)

@@ -46,6 +46,7 @@ const (
 	codeInsufficientPriv     = "42501"
 	codeSyntaxError          = "42601"
 	codeAdminShutdown        = "57P01"
+	codeQueryCanceled        = "57014"
 	codeInFailedTransaction  = "25P02"
 	codeInternal             = "XX000"
 )

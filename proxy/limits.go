@@ -87,30 +87,3 @@ const statementGrace = time.Second
 
 // errIdleInTransaction ends a client that left its transaction open and idle past the limit.
 var errIdleInTransaction = fatal("25P03", "terminating connection due to idle-in-transaction timeout")
-
-// armStatementTimer starts the tenant's statement_timeout for the requests about to be relayed:
-// past it (and a grace for the server's own cancel) the proxy cancels them, whatever
-// statement_timeout the client chose. The timer is the client's own, reused.
-func (c *clientConn) armStatementTimer() {
-	d := c.limits.statementTimeout
-	if d <= 0 || !c.busy.Load() {
-		return
-	}
-	if c.statementTimer == nil {
-		c.statementTimer = time.AfterFunc(d+statementGrace, c.statementTimedOut)
-		return
-	}
-	c.statementTimer.Reset(d + statementGrace)
-}
-
-func (c *clientConn) disarmStatementTimer() {
-	if c.statementTimer != nil {
-		c.statementTimer.Stop()
-	}
-}
-
-func (c *clientConn) statementTimedOut() {
-	c.srv.metrics.limitRefusals.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant), "statement_timeout").Inc()
-	c.log.Warn().Str("limit", "statement_timeout").Msg("statement cancelled: it ran past the tenant's statement_timeout")
-	c.cancel()
-}

@@ -33,9 +33,9 @@ func (c *clientConn) loop() error {
 			}
 		}
 		c.busy.Store(c.queue.Awaiting())
-		c.armStatementTimer()
+		c.startWatch()
 		err := c.drain()
-		c.disarmStatementTimer()
+		c.stopWatch()
 		if err != nil {
 			return err
 		}

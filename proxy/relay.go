@@ -72,6 +72,11 @@ func (c *clientConn) relayOne() error {
 			// About to wait for the server: what the client is owed so far goes out first.
 			c.out.Flush()
 		}
+		if err := c.out.Err(); err != nil {
+			// The client cannot be written to (gone, or it stopped reading past
+			// client_write_timeout): relaying the rest would be for nobody.
+			return err
+		}
 		typ, _, err := b.In.PeekHeader()
 		if err != nil {
 			return c.backendLost(err)
@@ -82,12 +87,19 @@ func (c *clientConn) relayOne() error {
 			wire.CopyOutResponse, wire.CopyBothResponse, wire.RowDescription:
 			// Streamed, whatever its size.
 			st = c.queue.Receive(queue.Message{Type: typ})
+			mark := c.out.Mark()
 			if st.Show == queue.Pass {
 				err = b.In.CopyMessage(c.out)
 			} else {
 				err = b.In.Skip()
 			}
 			if err != nil {
+				if !c.out.Rollback(mark) {
+					// Part of the message reached the client: no error can follow it in
+					// the stream, so the connection just ends.
+					c.backendLost(err)
+					return errLostMidMessage
+				}
 				return c.backendLost(err)
 			}
 		default:
@@ -203,7 +215,16 @@ func (c *clientConn) desync(typ byte) error {
 
 // backendLost ends the client's connection after its backend failed mid-request.
 func (c *clientConn) backendLost(err error) error {
+	if c.abandoned.Load() {
+		c.discardBackend()
+		return errAbandoned
+	}
 	c.log.Warn().Err(err).Msg("backend session lost")
 	c.discardBackend()
 	return fatal(codeConnectionFailure, "tenantproxy: the database session was lost")
 }
+
+var (
+	errLostMidMessage = errors.New("the database session was lost in the middle of a message to the client")
+	errAbandoned      = errors.New("the client hung up while the database worked for it")
+)

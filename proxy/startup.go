@@ -151,6 +151,7 @@ func (c *clientConn) negotiateTLS() error {
 	c.tls = true
 	c.in.Reset(tc)
 	c.out = wire.NewWriter(tc)
+	c.out.LimitBlocking(tc, c.srv.cfg.ClientWriteTimeout.Duration)
 	return nil
 }
 

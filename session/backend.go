@@ -56,6 +56,8 @@ type Backend struct {
 	lastUsed time.Time
 	// holder is the tenant whose client holds it (nil while idle); guarded by the pool's lock.
 	holder *tenantState
+	// used: it served a client before (it is not fresh from a dial).
+	used bool
 }
 
 // connect opens a server session with pgconn (which brings TLS and SCRAM) and takes it over.
@@ -160,6 +162,9 @@ func (e ServerError) Error() string {
 // SQLState is the error's SQLSTATE code.
 func (e ServerError) SQLState() string { return e.Fields.Get(wire.FieldCode) }
 
+// Fatal reports whether the server ended the session with it.
+func (e ServerError) Fatal() bool { return Fatal(e.Fields) }
+
 // Exec runs sql (one or more statements, simple protocol) and waits for ReadyForQuery. The
 // server's ParameterStatus messages update the session's settings; an ErrorResponse is returned
 // as ServerError.
@@ -223,6 +228,10 @@ func (b *Backend) readUntilReadyWith(row func([]byte) error) error {
 	for {
 		typ, msg, err := b.In.Next()
 		if err != nil {
+			var fatal ServerError
+			if errors.As(failed, &fatal) && fatal.Fatal() {
+				return failed // the server said why it closed the session
+			}
 			return err
 		}
 		switch typ {

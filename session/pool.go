@@ -105,6 +105,7 @@ func NewPool(cfg Config, log zerolog.Logger) *Pool {
 // match the client's. It waits up to the checkout timeout for a free session.
 func (p *Pool) Acquire(ctx context.Context, c Client) (*Backend, error) {
 	p.stats.acquires.Add(1)
+	retries := 0
 	for {
 		// Most checkouts find an idle session at once: the deadline is only armed to wait.
 		b := p.takeIdleNow(c.Tenant)
@@ -121,16 +122,25 @@ func (p *Pool) Acquire(ctx context.Context, c Client) (*Backend, error) {
 			continue
 		}
 		if err := p.ApplyContext(b, c.Tenant, c.Settings); err != nil {
-			// The server refused a setting of the client's: the statements ran in one implicit
-			// transaction, so none took effect, and the session is as good as before.
 			var refused ServerError
-			if errors.As(err, &refused) && b.txStatus == 'I' {
+			switch {
+			case errors.As(err, &refused) && !refused.Fatal() && b.txStatus == 'I':
+				// The server refused a setting of the client's: the statements ran in one
+				// implicit transaction, so none took effect, and the session is as good as
+				// before.
 				p.Release(b)
-			} else {
+				return nil, err
+			case b.used && retries < p.cfg.Size:
+				// A session that died in the pool after the peek (the server ended it): the
+				// client never sees that, it gets another.
+				retries++
 				p.Discard(b)
+				continue
 			}
+			p.Discard(b)
 			return nil, err
 		}
+		b.used = true
 		return b, nil
 	}
 }
@@ -171,13 +181,16 @@ func (p *Pool) take(ctx context.Context, c Client) (*Backend, error) {
 		gone = tick.C
 	}
 	p.mu.Lock()
+	// chosen: the pool handed this checkout a free slot; it goes ahead of its tenant's queue.
+	chosen := false
 	for {
 		if p.closed {
 			p.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
 		t := p.tenant(c.Tenant)
-		if len(t.waiters) == 0 && p.allowed(t) {
+		if chosen || len(t.waiters) == 0 && p.allowed(t) {
+			chosen = false
 			if b := p.takeIdle(c.Tenant); b != nil {
 				p.hold(t, b)
 				p.mu.Unlock()
@@ -209,7 +222,8 @@ func (p *Pool) take(ctx context.Context, c Client) (*Backend, error) {
 		if b != nil || err != nil {
 			return b, err
 		}
-		// A slot freed up: try again.
+		// A slot freed up, for this checkout to open a session in.
+		chosen = true
 		p.mu.Lock()
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
+	"time"
 )
 
 // HeaderSize is the type byte and the length.
@@ -65,7 +67,9 @@ func (r *Reader) HasMessage() bool {
 	return n >= 4 && r.w-r.r >= n+1
 }
 
-// fill reads until at least n bytes are buffered, growing the buffer if it must.
+// fill reads until at least n bytes are buffered, growing the buffer as the bytes arrive: room
+// doubles towards n each time the buffer fills, so a message that announces a large size costs
+// what was actually sent, not what it announced.
 func (r *Reader) fill(n int) error {
 	if r.w-r.r >= n {
 		return nil
@@ -74,10 +78,10 @@ func (r *Reader) fill(n int) error {
 		r.r, r.w = 0, 0
 		r.shrink()
 	}
-	if n > len(r.buf)-r.r {
-		r.grow(n)
-	}
 	for empty := 0; r.w-r.r < n; {
+		if r.w == len(r.buf) {
+			r.grow(min(n, max(2*(r.w-r.r), homeSize)))
+		}
 		m, err := r.src.Read(r.buf[r.w:])
 		r.w += m
 		if m == 0 && err == nil {
@@ -243,14 +247,51 @@ type Writer struct {
 	dst io.Writer
 	buf *[]byte
 	err error
+	// flushes counts the Flushes that wrote something, for Rollback.
+	flushes int
+	// block, when set, bounds how long a Flush may wait for the peer to read (LimitBlocking).
+	block       time.Duration
+	setDeadline func(time.Time) error
+	raw         *rawWriter
 }
 
 // NewWriter returns a Writer to dst. A plain socket is written with raw non-blocking calls.
 func NewWriter(dst io.Writer) *Writer {
 	if raw := rawConn(dst); raw != nil {
-		return &Writer{dst: newRawWriter(raw)}
+		rw := newRawWriter(raw)
+		return &Writer{dst: rw, raw: rw}
 	}
 	return &Writer{dst: dst}
+}
+
+// LimitBlocking makes a Flush that cannot go on for d, because conn's peer stopped reading, fail
+// with os.ErrDeadlineExceeded. A Flush that never waits costs nothing more.
+func (w *Writer) LimitBlocking(conn net.Conn, d time.Duration) {
+	w.block, w.setDeadline = d, conn.SetWriteDeadline
+	if w.raw != nil {
+		w.raw.block, w.raw.setDeadline = d, conn.SetWriteDeadline
+	}
+}
+
+// Err is the write error that stuck, if any.
+func (w *Writer) Err() error { return w.err }
+
+// Mark is a point in what a Writer was given, to roll back to.
+type Mark struct{ flushes, buffered int }
+
+// Mark returns the point the Writer is at.
+func (w *Writer) Mark() Mark { return Mark{w.flushes, w.Buffered()} }
+
+// Rollback drops what was written since m, and reports whether it could: not if some of it
+// went out already.
+func (w *Writer) Rollback(m Mark) bool {
+	if w.flushes != m.flushes {
+		return false
+	}
+	if w.buf != nil {
+		*w.buf = (*w.buf)[:m.buffered]
+	}
+	return true
 }
 
 // Buffered is the number of bytes waiting for Flush.
@@ -294,7 +335,14 @@ func (w *Writer) Flush() error {
 	}
 	b := *w.buf
 	if len(b) > 0 && w.err == nil {
-		_, w.err = w.dst.Write(b)
+		w.flushes++
+		if w.block > 0 && w.raw == nil {
+			w.setDeadline(time.Now().Add(w.block))
+			_, w.err = w.dst.Write(b)
+			w.setDeadline(time.Time{})
+		} else {
+			_, w.err = w.dst.Write(b)
+		}
 	}
 	// A buffer that grew far beyond the usual size is dropped rather than pooled.
 	if cap(b) <= 4*bigSize {

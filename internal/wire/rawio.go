@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 )
 
 // Sockets are read and written with non-blocking system calls made without telling the Go
@@ -95,6 +96,10 @@ type rawWriter struct {
 	done int
 	err  error
 	call func(fd uintptr) bool
+	// block bounds a write that must wait for the peer to read: the deadline is set only then.
+	block       time.Duration
+	setDeadline func(time.Time) error
+	armed       bool
 }
 
 func newRawWriter(raw syscall.RawConn) *rawWriter {
@@ -111,6 +116,10 @@ func (w *rawWriter) attempt(fd uintptr) bool {
 			w.done += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if w.block > 0 && !w.armed {
+				w.setDeadline(time.Now().Add(w.block))
+				w.armed = true
+			}
 			return false
 		default:
 			w.err = errno
@@ -123,6 +132,10 @@ func (w *rawWriter) attempt(fd uintptr) bool {
 func (w *rawWriter) Write(p []byte) (int, error) {
 	w.buf, w.done, w.err = p, 0, nil
 	err := w.raw.Write(w.call)
+	if w.armed {
+		w.setDeadline(time.Time{})
+		w.armed = false
+	}
 	n := w.done
 	w.buf = nil
 	if err == nil {

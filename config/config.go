@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -40,8 +41,16 @@ type Config struct {
 	ClientWriteTimeout Duration `toml:"client_write_timeout"`
 	// AllowMD5 lets users with an md5 verifier authenticate with md5. Off: SCRAM only.
 	AllowMD5 bool `toml:"allow_md5"`
-	// MetricsListen, when set, serves Prometheus metrics at /metrics on that address.
+	// MetricsListen, when set, serves Prometheus metrics at /metrics, and /healthz and /readyz,
+	// on that address; TENANTPROXY_METRICS_LISTEN overrides it.
 	MetricsListen string `toml:"metrics_listen"`
+	// PeerID names this instance among Peers (1 to 127; 0 without peers): the cancel keys it
+	// hands out carry it, so that any peer can forward a cancel request to the one serving
+	// the client.
+	PeerID int `toml:"peer_id"`
+	// Peers are the instances behind the same load balancer, by peer id: "host:port" where
+	// each accepts clients. This instance may be listed too.
+	Peers map[string]string `toml:"peers"`
 	// Threads is how many OS threads run Go code at once (GOMAXPROCS); 0 keeps Go's default,
 	// every CPU (or the GOMAXPROCS environment variable).
 	Threads int `toml:"threads"`
@@ -54,10 +63,18 @@ type Config struct {
 	// Tenants override the per-tenant limits, by tenant name.
 	Tenants map[string]Tenant `toml:"tenants"`
 	Users   map[string]User   `toml:"users"`
+	// Admins may use the admin console (the database "tenantproxy") and nothing else.
+	Admins map[string]Admin `toml:"admins"`
 	// Directory, when the file has a [directory] section, is where users beyond [users] live.
 	Directory *Directory `toml:"directory"`
 	Log       Log        `toml:"log"`
+
+	// file is the file the configuration was loaded from, which a reload reads again.
+	file string
 }
+
+// File is the file Load read the configuration from ("" when it was not loaded from a file).
+func (c *Config) File() string { return c.file }
 
 // TLS is the clients' side of TLS.
 type TLS struct {
@@ -152,6 +169,15 @@ type User struct {
 	// MaxConnections caps the user's client connections; 0: limits.max_connections_per_user.
 	MaxConnections int `toml:"max_connections"`
 }
+
+// Admin is a user of the admin console.
+type Admin struct {
+	// Password is a verifier, as a user's.
+	Password string `toml:"password"`
+}
+
+// AdminDatabase is the database name of the admin console.
+const AdminDatabase = "tenantproxy"
 
 // Tenant overrides limits for one tenant ([tenants.NAME]); a zero value keeps the default.
 type Tenant struct {
@@ -339,13 +365,19 @@ func Defaults() Config {
 	}
 }
 
-// Load reads path over the defaults, applies TENANTPROXY_LISTEN, and validates the result.
+// Load reads path over the defaults, applies TENANTPROXY_LISTEN and TENANTPROXY_METRICS_LISTEN,
+// and validates the result.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	cfg, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	cfg.file = path
+	return cfg, nil
 }
 
 // Parse is Load for a file already read; name is used in errors.
@@ -371,6 +403,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	if v := os.Getenv("TENANTPROXY_LISTEN"); v != "" {
 		cfg.Listen = v
+	}
+	if v := os.Getenv("TENANTPROXY_METRICS_LISTEN"); v != "" {
+		cfg.MetricsListen = v
 	}
 	cfg.Directory.inherit(cfg.Backend)
 	if err := cfg.validate(name, data); err != nil {
@@ -482,8 +517,8 @@ func (c *Config) validate(name string, data []byte) error {
 	if c.Listen == "" {
 		bad("listen", "must be host:port")
 	}
-	if c.Database == "" {
-		bad("database", "must be set")
+	if c.Database == "" || c.Database == AdminDatabase {
+		bad("database", "must be set, and not %q (the admin console's)", AdminDatabase)
 	}
 	if c.Threads < 0 {
 		bad("threads", "must be 0 (automatic) or more")
@@ -627,17 +662,8 @@ func (c *Config) validate(name string, data []byte) error {
 		if !ValidUser(user) {
 			bad(key, "user names use %s", UserNameRule)
 		}
-		switch {
-		case strings.HasPrefix(u.Password, "SCRAM-SHA-256$"):
-			if _, err := scramsecret.Parse(u.Password); err != nil {
-				bad(key+".password", "%v", err)
-			}
-		case strings.HasPrefix(u.Password, "md5") && len(u.Password) == 35:
-			if !c.AllowMD5 {
-				bad(key+".password", "an md5 verifier needs allow_md5 = true (prefer SCRAM: tenantproxy passwd %s)", user)
-			}
-		default:
-			bad(key+".password", "must be a verifier: run tenantproxy passwd %s", user)
+		if err := c.validVerifier(user, u.Password); err != "" {
+			bad(key+".password", "%s", err)
 		}
 		switch {
 		case u.Tenant != "" && len(u.Tenants) > 0:
@@ -663,6 +689,20 @@ func (c *Config) validate(name string, data []byte) error {
 		}
 	}
 
+	for admin, a := range c.Admins {
+		key := "admins." + admin
+		if !ValidUser(admin) {
+			bad(key, "user names use %s", UserNameRule)
+		}
+		if _, isUser := c.Users[admin]; isUser {
+			bad(key, "is also in [users]: an admin reaches the console only, never tenant data")
+		}
+		if err := c.validVerifier(admin, a.Password); err != "" {
+			bad(key+".password", "%s", err)
+		}
+	}
+	c.validatePeers(bad)
+
 	if d := c.Directory; d != nil {
 		c.validateDirectory(d, bad)
 	}
@@ -679,6 +719,53 @@ func (c *Config) validate(name string, data []byte) error {
 		return errors.New(strings.Join(errs, "\n"))
 	}
 	return nil
+}
+
+// validVerifier says what is wrong with a user's password verifier, or "".
+func (c *Config) validVerifier(user, verifier string) string {
+	switch {
+	case strings.HasPrefix(verifier, "SCRAM-SHA-256$"):
+		if _, err := scramsecret.Parse(verifier); err != nil {
+			return err.Error()
+		}
+	case strings.HasPrefix(verifier, "md5") && len(verifier) == 35:
+		if !c.AllowMD5 {
+			return fmt.Sprintf("an md5 verifier needs allow_md5 = true (prefer SCRAM: tenantproxy passwd %s)", user)
+		}
+	default:
+		return fmt.Sprintf("must be a verifier: run tenantproxy passwd %s", user)
+	}
+	return ""
+}
+
+// MaxPeerID is the largest peer id: the cancel key's process id keeps 7 bits for it.
+const MaxPeerID = 127
+
+func (c *Config) validatePeers(bad func(key, format string, args ...any)) {
+	if len(c.Peers) == 0 {
+		if c.PeerID != 0 {
+			bad("peer_id", "needs a [peers] section listing the instances")
+		}
+		return
+	}
+	if c.PeerID < 1 || c.PeerID > MaxPeerID {
+		bad("peer_id", "must be 1 to %d when [peers] is set", MaxPeerID)
+	}
+	for id, addr := range c.Peers {
+		n, err := strconv.Atoi(id)
+		if err != nil || n < 1 || n > MaxPeerID || strconv.Itoa(n) != id {
+			bad("peers", "%q: peer ids are 1 to %d", id, MaxPeerID)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad("peers", "%s = %q: not host:port", id, addr)
+		}
+	}
+}
+
+// PeerAddress is where the peer with the given id accepts clients, and whether there is one.
+func (c *Config) PeerAddress(id int) (string, bool) {
+	addr, ok := c.Peers[strconv.Itoa(id)]
+	return addr, ok
 }
 
 func (c *Config) validateDirectory(d *Directory, bad func(key, format string, args ...any)) {

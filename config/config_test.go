@@ -230,3 +230,62 @@ func TestDSNCarriesTheRootCertificate(t *testing.T) {
 		t.Errorf("DSN %q names a root certificate nobody configured", dsn)
 	}
 }
+
+func TestReloadKeepsRestartOnlyKeys(t *testing.T) {
+	t.Setenv("TENANTPROXY_LISTEN", "")
+	running, err := Parse("minimal.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := Parse("next.toml", []byte(`listen = "127.0.0.1:7000"
+max_client_connections = 7
+`+minimal+`
+[pool]
+size = 3
+[limits]
+max_connections_per_tenant = 5
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := next.KeepRestartOnly(running)
+	if strings.Join(kept, ",") != "listen,pool.size" {
+		t.Errorf("kept = %v, want listen,pool.size", kept)
+	}
+	if next.Listen != running.Listen || next.Pool.Size != running.Pool.Size {
+		t.Errorf("restart-only keys changed: listen %s, pool.size %d", next.Listen, next.Pool.Size)
+	}
+	if next.MaxClients != 7 || next.Limits.MaxConnectionsPerTenant != 5 {
+		t.Errorf("live keys not taken: max_client_connections %d, max_connections_per_tenant %d", next.MaxClients, next.Limits.MaxConnectionsPerTenant)
+	}
+}
+
+func TestSettingsMaskSecrets(t *testing.T) {
+	t.Setenv("TENANTPROXY_LISTEN", "")
+	cfg, err := Load("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[string]Setting{}
+	for _, s := range cfg.Settings() {
+		byKey[s.Key] = s
+	}
+	for key, want := range map[string]Setting{
+		"backend.password": {Value: "****", Live: false},
+		"pool.size":        {Value: "20", Live: false},
+		"listen":           {Value: `"127.0.0.1:5432"`, Live: false},
+		"auth_timeout":     {Value: `"10s"`, Live: true},
+		"users":            {Value: "alice, bob, carol", Live: true},
+		"admins":           {Value: "admin", Live: true},
+	} {
+		got := byKey[key]
+		if got.Value != want.Value || got.Live != want.Live {
+			t.Errorf("%s = %q (live %v), want %q (live %v)", key, got.Value, got.Live, want.Value, want.Live)
+		}
+	}
+	for _, s := range cfg.Settings() {
+		if strings.Contains(s.Value, "SCRAM-SHA-256") || strings.Contains(s.Value, "demo") {
+			t.Errorf("%s shows a secret: %s", s.Key, s.Value)
+		}
+	}
+}

@@ -151,18 +151,28 @@ func AppendAuthenticationOk(b []byte) []byte {
 	return append(b, Authentication, 0, 0, 0, 8, 0, 0, 0, 0)
 }
 
-// AppendRowDescription appends a RowDescription of text columns with the given names.
-func AppendRowDescription(b []byte, columns []string) []byte {
+// Column is one column of a RowDescription the proxy writes itself: text, or a bigint.
+type Column struct {
+	Name   string
+	Bigint bool
+}
+
+// AppendRowDescription appends a RowDescription of the given columns, all in text format.
+func AppendRowDescription(b []byte, columns []Column) []byte {
 	b, at := BeginMessage(b, RowDescription)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(columns)))
-	for _, name := range columns {
-		b = appendCString(b, name)
+	for _, c := range columns {
+		oid, size := uint32(25), uint16(0xffff) // text, variable length
+		if c.Bigint {
+			oid, size = 20, 8
+		}
+		b = appendCString(b, c.Name)
 		b = binary.BigEndian.AppendUint32(b, 0) // table OID
 		b = binary.BigEndian.AppendUint16(b, 0) // column number
-		b = binary.BigEndian.AppendUint32(b, 25)
-		b = binary.BigEndian.AppendUint16(b, 0xffff) // typlen -1
-		b = binary.BigEndian.AppendUint32(b, 0xffffffff)
-		b = binary.BigEndian.AppendUint16(b, 0) // text format
+		b = binary.BigEndian.AppendUint32(b, oid)
+		b = binary.BigEndian.AppendUint16(b, size)
+		b = binary.BigEndian.AppendUint32(b, 0xffffffff) // no type modifier
+		b = binary.BigEndian.AppendUint16(b, 0)          // text format
 	}
 	return EndMessage(b, at)
 }

@@ -60,8 +60,9 @@ func TestBuildersAgreeWithPgproto3(t *testing.T) {
 	}
 
 	var rd pgproto3.RowDescription
-	msg := AppendRowDescription(nil, []string{"name", "value"})
-	if err := rd.Decode(msg[HeaderSize:]); err != nil || len(rd.Fields) != 2 || string(rd.Fields[1].Name) != "value" || rd.Fields[0].DataTypeOID != 25 {
+	msg := AppendRowDescription(nil, []Column{{Name: "name"}, {Name: "value", Bigint: true}})
+	if err := rd.Decode(msg[HeaderSize:]); err != nil || len(rd.Fields) != 2 || string(rd.Fields[1].Name) != "value" ||
+		rd.Fields[0].DataTypeOID != 25 || rd.Fields[1].DataTypeOID != 20 || rd.Fields[1].DataTypeSize != 8 {
 		t.Errorf("RowDescription: %v %+v", err, rd.Fields)
 	}
 }

@@ -93,6 +93,9 @@ func connect(ctx context.Context, cfg *pgconn.Config, maxPrepared, maxPreparedBy
 // PID is the server's process id for the session.
 func (b *Backend) PID() uint32 { return b.pid }
 
+// Created is when the session was opened.
+func (b *Backend) Created() time.Time { return b.created }
+
 // Flush sends everything written to Out.
 func (b *Backend) Flush() error { return b.Out.Flush() }
 

@@ -84,6 +84,8 @@ type Pool struct {
 	done   chan struct{}
 
 	statements statementRegistry
+	// serverVersion is the server_version the last session opened reported.
+	serverVersion atomic.Pointer[string]
 
 	stats struct {
 		acquires, waits, timeouts, dials, dialErrors, switches, discards atomic.Int64
@@ -311,7 +313,62 @@ func (p *Pool) dial(ctx context.Context) (*Backend, error) {
 		p.stats.dialErrors.Add(1)
 		return nil, err
 	}
+	version := b.defaults["server_version"]
+	p.serverVersion.Store(&version)
 	return b, nil
+}
+
+// Ping checks that the server takes sessions: it opens one, kept idle for the next client, when
+// the pool has room; when it has none, sessions are open and in use, which is answer enough.
+func (p *Pool) Ping(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrPoolClosed
+	}
+	if p.open >= p.cfg.Size {
+		p.mu.Unlock()
+		return nil
+	}
+	p.open++
+	p.mu.Unlock()
+	b, err := p.dial(ctx)
+	if err != nil {
+		p.mu.Lock()
+		p.open--
+		p.handOver()
+		p.mu.Unlock()
+		return err
+	}
+	p.Release(b)
+	return nil
+}
+
+// ServerVersion is the server's version as its sessions report it; "" before the first.
+func (p *Pool) ServerVersion() string {
+	if v := p.serverVersion.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
+
+// IdleSession describes a session idle in the pool.
+type IdleSession struct {
+	PID uint32
+	// Tenant is the tenant whose context it carries ("" for none yet).
+	Tenant            string
+	Created, LastUsed time.Time
+}
+
+// IdleSessions lists the sessions idle in the pool.
+func (p *Pool) IdleSessions() []IdleSession {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]IdleSession, len(p.idle))
+	for i, b := range p.idle {
+		out[i] = IdleSession{PID: b.pid, Tenant: b.tenant, Created: b.created, LastUsed: b.lastUsed}
+	}
+	return out
 }
 
 // Release returns a session whose client is done with it. It must be idle (ReadyForQuery 'I',

@@ -219,6 +219,23 @@ func (s *shares) wakeAll() {
 	s.nwaiting = 0
 }
 
+// Reweigh takes each tenant's weight afresh (after a reload changed them).
+func (p *Pool) Reweigh() {
+	if p.weightOf == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, t := range p.tenants {
+		weight := max(1, p.weightOf(name))
+		if t.active {
+			p.activeWeight += weight - t.weight
+		}
+		t.weight = weight
+	}
+	p.handOver()
+}
+
 // forgetQuiet starts a new window: tenants that used no session lately are no longer active,
 // and every tenant's need is measured afresh. Long-quiet tenants are forgotten.
 func (s *shares) forgetQuiet(now time.Time) {

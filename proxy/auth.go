@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
@@ -15,23 +16,53 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
 
+	"github.com/tenantproxy/tenantproxy/accounts"
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 )
 
+// userAccount looks up the logging-in user's account: nil for an unknown user, who is then
+// refused exactly as a wrong password is. When the tenant directory cannot be asked, the
+// client is told so (FATAL 08006).
+func (c *clientConn) userAccount(deadline time.Time) (*accounts.Account, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	a, err := c.srv.accounts.User(ctx, c.user)
+	if err != nil {
+		c.srv.metrics.loginFailed("", "directory")
+		c.log.Error().Err(err).Msg("login refused: the tenant directory cannot be read")
+		e := fatal(codeConnectionFailure, "tenantproxy: the tenant directory cannot be reached")
+		e.Hint = "Try again later; the operator sees the cause in the proxy's log."
+		return nil, c.refuse(e)
+	}
+	return a, nil
+}
+
+// login authenticates the client as account a (nil: an unknown user); a refusal is sent.
+func (c *clientConn) login(a *accounts.Account) error {
+	err := c.authenticate(a)
+	var pe *pgError
+	if errors.As(err, &pe) {
+		return c.refuse(pe)
+	}
+	return err
+}
+
 // authenticate runs SCRAM-SHA-256 (or md5 when allowed and the user has an md5 verifier).
-// Unknown users go through the same exchange against a made-up verifier and fail the same way,
-// so the answer never tells whether a user exists.
-func (c *clientConn) authenticate() error {
+// Unknown users (a == nil) go through the same exchange against a made-up verifier and fail the
+// same way, so the answer never tells whether a user exists.
+func (c *clientConn) authenticate(a *accounts.Account) error {
 	failed := fatal(codeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", c.user))
-	u, known := c.srv.users[c.user]
-	if known && u.scram == nil {
-		if !c.srv.cfg.AllowMD5 {
+	known := a != nil
+	if known && a.SCRAM == nil {
+		if !c.srv.Config().AllowMD5 {
 			return failed
 		}
-		return c.authenticateMD5(u.md5, failed)
+		return c.authenticateMD5(a, failed)
 	}
-	creds := u.scram
-	if !known {
+	var creds *scram.StoredCredentials
+	if known {
+		creds = a.SCRAM
+	} else {
 		creds = c.srv.mockCredentials(c.user)
 	}
 	server, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) { return *creds, nil })
@@ -51,7 +82,7 @@ func (c *clientConn) authenticate() error {
 	}
 	challenge, err := conv.Step(string(initial.Data))
 	if err != nil {
-		return c.authFailed(failed, err)
+		return c.authFailed(a, failed, err)
 	}
 	encode(c.out, &pgproto3.AuthenticationSASLContinue{Data: []byte(challenge)})
 	body, err = c.readPassword()
@@ -60,13 +91,13 @@ func (c *clientConn) authenticate() error {
 	}
 	final, err := conv.Step(string(body))
 	if err != nil || !known || !conv.Valid() {
-		return c.authFailed(failed, err)
+		return c.authFailed(a, failed, err)
 	}
 	encode(c.out, &pgproto3.AuthenticationSASLFinal{Data: []byte(final)})
 	return nil
 }
 
-func (c *clientConn) authenticateMD5(verifier string, failed *pgError) error {
+func (c *clientConn) authenticateMD5(a *accounts.Account, failed *pgError) error {
 	var salt [4]byte
 	rand.Read(salt[:])
 	encode(c.out, &pgproto3.AuthenticationMD5Password{Salt: salt})
@@ -74,17 +105,22 @@ func (c *clientConn) authenticateMD5(verifier string, failed *pgError) error {
 	if err != nil {
 		return err
 	}
-	sum := md5.Sum(append([]byte(verifier[3:]), salt[:]...))
+	sum := md5.Sum(append([]byte(a.MD5[3:]), salt[:]...))
 	want := "md5" + hex.EncodeToString(sum[:])
 	got, _, _ := wire.CString(body)
 	if subtle.ConstantTimeCompare(got, []byte(want)) != 1 {
-		return c.authFailed(failed, errors.New("md5 mismatch"))
+		return c.authFailed(a, failed, errors.New("md5 mismatch"))
 	}
 	return nil
 }
 
-func (c *clientConn) authFailed(failed *pgError, cause error) error {
-	c.srv.metrics.authFailures.WithLabelValues("password").Inc()
+// authFailed counts and logs a wrong password (or unknown user: a is nil) and returns failed.
+func (c *clientConn) authFailed(a *accounts.Account, failed *pgError, cause error) error {
+	tenant := ""
+	if a != nil {
+		tenant, _ = a.Tenant("")
+	}
+	c.srv.metrics.loginFailed(tenant, "password")
 	c.log.Warn().Err(cause).Msg("authentication failed")
 	return failed
 }

@@ -14,12 +14,17 @@ import (
 // Errors come back ready for the client.
 func (c *clientConn) acquire() (*session.Backend, *pgError) {
 	start := time.Now()
+	c.waiting.Store(true)
+	defer c.waiting.Store(false)
+	if perr := c.waitWhilePaused(); perr != nil {
+		return nil, perr
+	}
 	b, err := c.srv.pool.Acquire(context.Background(), session.Client{
 		Tenant:   c.session.tenant,
 		Settings: c.session.params,
 		Gone:     c.hungUp,
 	})
-	c.srv.metrics.backendWait.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant)).Observe(time.Since(start).Seconds())
+	c.metrics.backendWait.Observe(time.Since(start).Seconds())
 	if err != nil {
 		perr := c.backendError(err)
 		if perr.Code == codeConnectionFailure {
@@ -48,9 +53,9 @@ func (c *clientConn) ensureBackend() (*session.Backend, *pgError) {
 	return b, perr
 }
 
-// hungUp reports whether the client closed its connection: a checkout that waits asks, so that
-// a client that left gives up its place.
-func (c *clientConn) hungUp() bool { return peerClosed(c.conn) }
+// hungUp reports whether the client closed its connection, or was ended: a checkout that waits
+// asks, so that a client that left gives up its place.
+func (c *clientConn) hungUp() bool { return c.ended.Load() != nil || peerClosed(c.conn) }
 
 func (c *clientConn) backendError(err error) *pgError {
 	var pgErr interface{ SQLState() string }

@@ -9,17 +9,23 @@ import (
 
 // Each client has the proxy's own cancel key. A CancelRequest carrying it is forwarded (with the
 // server's key) only to the backend serving that client at that moment, and only while a request
-// is in flight.
+// is in flight. One carrying another peer's key goes to that peer (peers.go).
 
-// handleCancel serves a CancelRequest: if the key is a live client's, cancel what that client
-// runs right now, on the backend serving it, and nothing else.
-func (c *clientConn) handleCancel(msg []byte) {
-	if len(msg) < 16 {
+// cancelRequestSize is the size of a CancelRequest: length, code, process id, secret.
+const cancelRequestSize = 16
+
+// handleCancel serves a CancelRequest (forwarded: from a peer): if the key is a live client's,
+// cancel what that client runs right now, on the backend serving it, and nothing else.
+func (c *clientConn) handleCancel(msg []byte, forwarded bool) {
+	if len(msg) != cancelRequestSize {
 		return
 	}
 	pid := binary.BigEndian.Uint32(msg[8:12])
+	if !forwarded && c.srv.forwardCancel(msg, pid) {
+		return
+	}
 	target := c.srv.lookup(pid)
-	if target == nil || subtle.ConstantTimeCompare(msg[12:], target.keySecret[:]) != 1 {
+	if target == nil || subtle.ConstantTimeCompare(msg[12:16], target.keySecret[:]) != 1 {
 		c.log.Info().Uint32("pid", pid).Msg("cancel request with an unknown key ignored")
 		return
 	}

@@ -39,10 +39,24 @@ type clientConn struct {
 	// watchdog watches a relay in progress (watch.go): relayStart is when it began (Unix
 	// nanoseconds), abandoned that the client hung up meanwhile, timedOut that its statements
 	// were cancelled at the tenant's statement_timeout.
-	watchdog   *time.Timer
+	watchdog   atomic.Pointer[time.Timer]
 	relayStart atomic.Int64
 	abandoned  atomic.Bool
 	timedOut   atomic.Bool
+	// ended, once set, is why the operator ended the client (users.go): the FATAL it is sent.
+	ended atomic.Pointer[pgError]
+	// console: the client is an admin on the admin console (console.go), not a tenant's.
+	console bool
+	// connected is when the client connected; appName its application_name at login.
+	connected time.Time
+	appName   string
+	// waiting: the client waits for a backend session (or for its tenant's RESUME).
+	waiting atomic.Bool
+	// metrics are the series of the client's tenant; sentAt is when its last requests went to
+	// the server, and sinceIdle counts the statements completed since it was last idle.
+	metrics   *tenantMetrics
+	sentAt    time.Time
+	sinceIdle int
 	// session is the tenant context and settings the client's backend must carry.
 	session *clientSession
 	keyPID  uint32
@@ -72,12 +86,13 @@ type clientConn struct {
 
 func newClientConn(s *Server, conn net.Conn) *clientConn {
 	c := &clientConn{
-		srv:  s,
-		conn: conn,
-		in:   wire.NewReader(conn, startupMessageLimit),
-		out:  wire.NewWriter(conn),
+		srv:       s,
+		conn:      conn,
+		connected: time.Now(),
+		in:        wire.NewReader(conn, startupMessageLimit),
+		out:       wire.NewWriter(conn),
 	}
-	c.out.LimitBlocking(conn, s.cfg.ClientWriteTimeout.Duration)
+	c.out.LimitBlocking(conn, s.Config().ClientWriteTimeout.Duration)
 	c.canceled = sync.NewCond(&c.mu)
 	c.statements = s.mode.newStatements(c)
 	c.queue = queue.New(c.statements.undo)
@@ -96,7 +111,10 @@ func (c *clientConn) serve() {
 	defer c.srv.unregister(c)
 	defer c.srv.leave(c)
 	err := c.startup()
-	if err == nil {
+	switch {
+	case err == nil && c.console:
+		err = c.serveConsole()
+	case err == nil:
 		c.log.Debug().Msg("client connected")
 		err = c.loop()
 	}
@@ -118,6 +136,9 @@ func (c *clientConn) refuse(e *pgError) error {
 // something is closed; one idle in a transaction is rolled back; in session mode the session
 // is reset. Only a clean backend goes back to the pool.
 func (c *clientConn) finish(cause error) {
+	if e := c.ended.Load(); e != nil {
+		cause = e
+	}
 	var pe *pgError
 	switch {
 	case errors.Is(cause, errCancelDone) || errors.Is(cause, errRefused):
@@ -142,7 +163,7 @@ func (c *clientConn) finish(cause error) {
 		c.discardBackend()
 		return
 	}
-	b.SetDeadline(time.Now().Add(c.srv.cfg.Pool.CheckoutTimeout.Duration))
+	b.SetDeadline(time.Now().Add(c.srv.Config().Pool.CheckoutTimeout.Duration))
 	var err error
 	if b.TxStatus() != 'I' {
 		c.log.Info().Msg("client left inside a transaction: rolling it back")

@@ -49,6 +49,8 @@ const (
 	codeQueryCanceled        = "57014"
 	codeInFailedTransaction  = "25P02"
 	codeInternal             = "XX000"
+	codeConfigFile           = "F0000"
+	codeObjectNotInState     = "55000"
 )
 
 // writeError appends an ErrorResponse to w.

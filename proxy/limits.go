@@ -26,9 +26,10 @@ type connectionCounts struct {
 // admit counts a new client of tenant and user, or says which limit it would pass. Its refusal
 // is FATAL 53300, as PostgreSQL's for a role's connection limit.
 func (s *Server) admit(c *clientConn, userLimit int) *pgError {
-	tl := s.cfg.TenantLimits(c.session.tenant)
+	cfg := s.Config()
+	tl := cfg.TenantLimits(c.session.tenant)
 	if userLimit == 0 {
-		userLimit = s.cfg.Limits.MaxConnectionsPerUser
+		userLimit = cfg.Limits.MaxConnectionsPerUser
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

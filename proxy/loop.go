@@ -28,6 +28,7 @@ func (c *clientConn) loop() error {
 			}
 		}
 		if b := c.backend; b != nil {
+			c.sentAt = time.Now()
 			if err := b.Flush(); err != nil {
 				return c.backendLost(err)
 			}
@@ -59,6 +60,9 @@ func (c *clientConn) waitForClient() error {
 	// A transaction left open and idle is bounded by the tenant's limit.
 	idleInTransaction := !idle && c.limits.idleInTransaction > 0 && c.queue.Settled()
 	for {
+		if e := c.ended.Load(); e != nil {
+			return e
+		}
 		if idle {
 			c.idle.Store(true)
 			if c.srv.draining() {
@@ -84,6 +88,8 @@ func (c *clientConn) waitForClient() error {
 		switch {
 		case !errors.Is(err, os.ErrDeadlineExceeded):
 			return c.readError(err)
+		case c.ended.Load() != nil:
+			return c.ended.Load()
 		case idleInTransaction && !c.srv.draining():
 			c.srv.metrics.limitRefusals.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant), "idle_in_transaction_timeout").Inc()
 			c.log.Warn().Str("limit", "idle_in_transaction_timeout").Msg("client ended: transaction left open and idle")

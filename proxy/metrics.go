@@ -7,8 +7,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the server's Prometheus metrics; Registry serves them. Per-tenant series are
-// bounded: the first maxTenantSeries tenants seen get their own, the rest share tenant="other".
+// Metrics are the server's Prometheus metrics; Registry serves them. Per-tenant series
+// (metrics_tenant.go) are bounded: the first maxTenantSeries tenants seen get their own, the rest
+// share tenant="other"; only tenants a client logged in to are seen, so no one can fill the
+// series with names of its choosing.
 type Metrics struct {
 	Registry      *prometheus.Registry
 	clients       prometheus.Gauge
@@ -16,42 +18,61 @@ type Metrics struct {
 	authFailures  *prometheus.CounterVec
 	tenantClients *prometheus.GaugeVec
 	limitRefusals *prometheus.CounterVec
-	backendWait   *prometheus.HistogramVec
+	// The per-tenant traffic: logins, login failures, transactions, statements, errors by
+	// SQLSTATE class, and how long clients wait for a backend and for each statement.
+	logins           *prometheus.CounterVec
+	loginFailures    *prometheus.CounterVec
+	transactions     *prometheus.CounterVec
+	statements       *prometheus.CounterVec
+	errors           *prometheus.CounterVec
+	backendWait      *prometheus.HistogramVec
+	statementSeconds *prometheus.HistogramVec
 
-	labels sync.Map // tenant → its label
-	nlabel atomic.Int64
+	labels  sync.Map // tenant → its label
+	nlabel  atomic.Int64
+	tenants sync.Map // label → *tenantMetrics
 }
 
 // maxTenantSeries bounds the tenants with series of their own.
 const maxTenantSeries = 1000
 
 func newMetrics() *Metrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tenantproxy_" + name, Help: help}, labels)
+	}
+	seconds := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tenantproxy_" + name, Help: help,
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30},
+		}, []string{"tenant"})
+	}
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tenantproxy_clients", Help: "Client connections open now.",
 		}),
-		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tenantproxy_refusals_total",
-			Help: "Statements and startup packets refused by the guard, by tenant and rule.",
-		}, []string{"tenant", "rule"}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tenantproxy_auth_failures_total", Help: "Failed logins, by reason (password, tenant).",
-		}, []string{"reason"}),
+		refusals: counter("refusals_total",
+			"Statements and startup packets refused by the guard, by tenant and rule.", "tenant", "rule"),
+		authFailures: counter("auth_failures_total",
+			"Failed logins, by reason (password, tenant, directory, console).", "reason"),
 		tenantClients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tenantproxy_tenant_clients", Help: "Client connections open now, by tenant.",
 		}, []string{"tenant"}),
-		limitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tenantproxy_limit_refusals_total",
-			Help: "Clients refused or ended by a limit (max_connections_per_tenant, max_connections_per_user, idle_in_transaction_timeout, statement_timeout), by tenant.",
-		}, []string{"tenant", "limit"}),
-		backendWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "tenantproxy_tenant_backend_wait_seconds",
-			Help:    "Time a client waited for a backend session, by tenant.",
-			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
-		}, []string{"tenant"}),
+		limitRefusals: counter("limit_refusals_total",
+			"Clients refused or ended by a limit (max_connections_per_tenant, max_connections_per_user, idle_in_transaction_timeout, statement_timeout), by tenant.",
+			"tenant", "limit"),
+		logins: counter("tenant_logins_total", "Clients logged in, by tenant.", "tenant"),
+		loginFailures: counter("tenant_login_failures_total",
+			"Failed logins, by the tenant the user would have acted for (unknown when there is none) and reason.", "tenant", "reason"),
+		transactions: counter("tenant_transactions_total", "Transactions ended (committed or rolled back, explicit or implicit), by tenant.", "tenant"),
+		statements:   counter("tenant_statements_total", "Statements completed (successfully or with an error), by tenant.", "tenant"),
+		errors:       counter("tenant_errors_total", "Errors returned to clients, by tenant and SQLSTATE class (the first two characters).", "tenant", "class"),
+		backendWait:  seconds("tenant_backend_wait_seconds", "Time a client waited for a backend session, by tenant."),
+		statementSeconds: seconds("tenant_statement_seconds",
+			"Time from sending a client's request to the server until each statement of it completed, by tenant."),
 	}
-	m.Registry.MustRegister(m.clients, m.refusals, m.authFailures, m.tenantClients, m.limitRefusals, m.backendWait)
+	m.Registry.MustRegister(m.clients, m.refusals, m.authFailures, m.tenantClients, m.limitRefusals,
+		m.logins, m.loginFailures, m.transactions, m.statements, m.errors, m.backendWait, m.statementSeconds)
 	return m
 }
 

@@ -34,7 +34,7 @@ func (transactionMode) newStatements(c *clientConn) statements { return newShare
 func (transactionMode) idle(c *clientConn) error {
 	if c.session.sessionChanged {
 		b := c.backend
-		b.SetDeadline(time.Now().Add(c.srv.cfg.Pool.CheckoutTimeout.Duration))
+		b.SetDeadline(time.Now().Add(c.srv.Config().Pool.CheckoutTimeout.Duration))
 		rows, err := b.QueryRows(c.session.sessionSettingsSQL())
 		b.SetDeadline(time.Time{})
 		if err != nil || b.TxStatus() != 'I' {

@@ -68,7 +68,8 @@ func (c *clientConn) failExtended(e *pgError) error {
 }
 
 func (c *clientConn) logRefusal(v guard.Verdict, text []byte) {
-	c.srv.metrics.refusals.WithLabelValues(c.session.tenant, v.Rule).Inc()
+	c.srv.metrics.refusals.WithLabelValues(c.metrics.label, v.Rule).Inc()
+	c.countError(v.Code)
 	ev := c.log.Warn().Str("rule", v.Rule).Str("code", v.Code)
 	if text != nil {
 		ev = ev.Str("statement", guard.Fingerprint(string(text)))

@@ -138,15 +138,22 @@ func (c *clientConn) inspect(b *session.Backend, typ byte, msg []byte) (queue.St
 			return queue.Step{}, c.backendLost(errors.New("malformed ReadyForQuery"))
 		}
 		m.Status = status
+		c.readyForQuery(status)
 	case wire.ErrorResponse:
 		serverErr = session.DecodeError(msg)
 		m.Fatal = session.Fatal(serverErr)
+		if !c.queue.Head().Own {
+			c.statementDone()
+		}
 		if u := c.queue.Head().Undo; u.stmt != nil && mentions(serverErr, u.stmt.Name) {
 			// The pool's name for a statement never reaches the client: its own name does.
 			msg = wire.AppendErrorResponse(nil, renamed(serverErr, u.stmt.Name, u.name))
 		}
 	case wire.CommandComplete:
 		c.noteCommand(b, msg)
+		if !c.queue.Head().Own {
+			c.statementDone()
+		}
 	}
 	st := c.queue.Receive(m)
 	if st.Desync {
@@ -161,6 +168,9 @@ func (c *clientConn) inspect(b *session.Backend, typ byte, msg []byte) (queue.St
 	switch st.Show {
 	case queue.Pass:
 		c.out.Write(msg)
+		if serverErr != nil {
+			c.countError(serverErr.Get(wire.FieldCode))
+		}
 	case queue.Replace:
 		writeError(c.out, asPgError(st.Err))
 	case queue.Drop:
@@ -215,6 +225,10 @@ func (c *clientConn) desync(typ byte) error {
 
 // backendLost ends the client's connection after its backend failed mid-request.
 func (c *clientConn) backendLost(err error) error {
+	if e := c.ended.Load(); e != nil {
+		c.discardBackend()
+		return e
+	}
 	if c.abandoned.Load() {
 		c.discardBackend()
 		return errAbandoned

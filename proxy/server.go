@@ -11,19 +11,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/xdg-go/scram"
 
+	"github.com/tenantproxy/tenantproxy/accounts"
 	"github.com/tenantproxy/tenantproxy/config"
+	"github.com/tenantproxy/tenantproxy/directory"
 	"github.com/tenantproxy/tenantproxy/guard"
-	"github.com/tenantproxy/tenantproxy/internal/scramsecret"
-	"github.com/tenantproxy/tenantproxy/policy"
 	"github.com/tenantproxy/tenantproxy/session"
 )
 
@@ -32,16 +30,19 @@ var ErrServerClosed = errors.New("tenantproxy: server closed")
 
 // Server accepts clients and serves each on its own goroutine.
 type Server struct {
-	cfg          *config.Config
+	config       atomic.Pointer[config.Config]
 	log          zerolog.Logger
 	pool         *session.Pool
 	guard        *guard.Guard
-	tenants      *policy.Tenants
-	users        map[string]userAuth
-	tls          *tls.Config
+	accounts     *accounts.Book
+	directory    *directory.Directory // nil without a [directory]
+	tls          atomic.Pointer[tls.Config]
 	mode         poolMode
 	startupRules startupRules
 	metrics      *Metrics
+	pauses       pauses
+	// reloading serialises reloads.
+	reloading sync.Mutex
 
 	// mockSalt makes the fake verifier of unknown users stable, so probing cannot tell an
 	// unknown user from a wrong password.
@@ -57,18 +58,21 @@ type Server struct {
 	wg        sync.WaitGroup
 	// ownScopes numbers the statements parsed under SET LOCAL, which no one else shares.
 	ownScopes atomic.Uint64
+	// shutdownAsked is closed when the console's SHUTDOWN asks for a drain.
+	shutdownAsked chan struct{}
+	askShutdown   sync.Once
+	// accountsWatched ends when the directory's changes are all handled.
+	accountsWatched chan struct{}
+	// ready is the last answer of the database to Ready.
+	ready struct {
+		mu  sync.Mutex
+		at  time.Time
+		err error
+	}
 }
 
-type userAuth struct {
-	scram *scram.StoredCredentials
-	md5   string // "md5" + hex, when the verifier is md5
-	// allowExplain: the user may run EXPLAIN (see config.User.AllowExplain).
-	allowExplain bool
-	// maxConnections caps the user's client connections (0: the default).
-	maxConnections int
-}
-
-// New builds a Server from a validated configuration.
+// New builds a Server from a validated configuration. With a [directory], it connects to the
+// tenant directory and fails when it cannot read it.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	conn, err := cfg.Backend.ConnConfig()
 	if err != nil {
@@ -79,42 +83,36 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		mode = sessionMode{}
 	}
 	s := &Server{
-		cfg:          cfg,
-		log:          log,
-		tenants:      policy.NewTenants(),
-		users:        map[string]userAuth{},
-		mode:         mode,
-		startupRules: startupRules{reserved: cfg.Tenancy.ReservedPrefixes},
-		clients:      map[uint32]*clientConn{},
-		conns:        connectionCounts{byTenant: map[string]int{}, byUser: map[string]int{}},
+		log:             log,
+		mode:            mode,
+		startupRules:    startupRules{reserved: cfg.Tenancy.ReservedPrefixes},
+		clients:         map[uint32]*clientConn{},
+		conns:           connectionCounts{byTenant: map[string]int{}, byUser: map[string]int{}},
+		shutdownAsked:   make(chan struct{}),
+		accountsWatched: make(chan struct{}),
 	}
+	s.config.Store(cfg)
 	if _, err := rand.Read(s.mockSalt[:]); err != nil {
 		return nil, err
 	}
-	for name, u := range cfg.Users {
-		a := userAuth{allowExplain: u.AllowExplain, maxConnections: u.MaxConnections}
-		if strings.HasPrefix(u.Password, "SCRAM-SHA-256$") {
-			creds, err := scramsecret.Parse(u.Password)
-			if err != nil {
-				return nil, fmt.Errorf("users.%s.password: %w", name, err)
-			}
-			a.scram = &creds
-		} else {
-			a.md5 = u.Password
-		}
-		s.users[name] = a
-		if u.Tenant != "" {
-			s.tenants.AddFixed(name, u.Tenant)
-		} else {
-			s.tenants.AddChoice(name, u.Tenants, u.DefaultTenant)
+	tlsConfig, err := loadTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	s.tls.Store(tlsConfig)
+	if cfg.Directory != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Directory.ConnectTimeout.Duration+5*time.Second)
+		s.directory, err = directory.OpenConfig(ctx, cfg.Directory, log.With().Str("component", "directory").Logger())
+		cancel()
+		if err != nil {
+			return nil, err
 		}
 	}
-	if cfg.TLS.Mode != "disable" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
+	if s.accounts, err = accounts.New(cfg, s.directory); err != nil {
+		if s.directory != nil {
+			s.directory.Close()
 		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		return nil, err
 	}
 	s.guard = guard.New(guard.Config{
 		ReservedPrefixes: cfg.Tenancy.ReservedPrefixes,
@@ -131,14 +129,29 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		IdleTimeout:                cfg.Pool.IdleTimeout.Duration,
 		CheckoutTimeout:            cfg.Pool.CheckoutTimeout.Duration,
 		MaxPreparedStatements:      cfg.Pool.MaxPreparedStatements,
-		Weight:                     func(tenant string) int { return cfg.TenantLimits(tenant).Weight },
+		Weight:                     func(tenant string) int { return s.Config().TenantLimits(tenant).Weight },
 		Reserve:                    mode.reserve(cfg.Pool.Size),
 		Headroom:                   cfg.Pool.Mode == "transaction",
 		MaxPreparedStatementMemory: int(cfg.Pool.MaxPreparedStatementMemory),
 		StatementMemory:            int64(cfg.Limits.StatementMemory),
 	}, log.With().Str("component", "pool").Logger())
 	s.metrics.watch(s)
+	if s.directory != nil {
+		go s.watchAccounts()
+	}
 	return s, nil
+}
+
+// loadTLS reads the certificate for clients' TLS; nil when TLS is off.
+func loadTLS(c config.TLS) (*tls.Config, error) {
+	if c.Mode == "disable" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Pool is the server's backend pool.
@@ -197,14 +210,24 @@ func (s *Server) stopAccepting() {
 	}
 }
 
-// Close stops accepting, disconnects every client at once and closes the pool.
+// Close stops accepting, disconnects every client at once and closes the pool and the
+// directory.
 func (s *Server) Close() {
 	s.stopAccepting()
+	s.pauses.resumeAll()
 	for _, c := range s.clientList() {
 		c.conn.Close()
 	}
 	s.wg.Wait()
 	s.pool.Close()
+	s.closeDirectory()
+}
+
+func (s *Server) closeDirectory() {
+	if s.directory != nil {
+		s.directory.Close()
+		<-s.accountsWatched
+	}
 }
 
 // Shutdown drains the server: it stops accepting, ends idle clients with FATAL 57P01 (as a
@@ -214,6 +237,7 @@ func (s *Server) Close() {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.drain.Store(true)
 	s.stopAccepting()
+	s.pauses.resumeAll()
 	// A client waiting for its next message is woken to see the drain; one elsewhere sees
 	// it when it next waits.
 	for _, c := range s.clientList() {
@@ -246,14 +270,19 @@ func (s *Server) clientList() []*clientConn {
 	return list
 }
 
-// register gives c a cancel key no other client holds.
+// register gives c a cancel key no other client holds. With peers, the key's process id
+// carries this instance's peer id (bits 24 to 30), so that a peer can route a cancel request.
 func (s *Server) register(c *clientConn) {
+	peer := uint32(s.Config().PeerID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		var b [8]byte
 		rand.Read(b[:])
 		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if peer != 0 {
+			pid = peer<<peerShift | pid&(1<<peerShift-1)
+		}
 		if _, taken := s.clients[pid]; pid == 0 || taken {
 			continue
 		}
@@ -277,3 +306,29 @@ func (s *Server) lookup(pid uint32) *clientConn {
 	defer s.mu.Unlock()
 	return s.clients[pid]
 }
+
+// ShutdownAsked is closed when the admin console's SHUTDOWN asks for a graceful shutdown; the
+// program serving should then call Shutdown, as it does on SIGTERM.
+func (s *Server) ShutdownAsked() <-chan struct{} { return s.shutdownAsked }
+
+// Ready says why the server cannot serve new clients now, or nil: it is shutting down, or the
+// database does not take new sessions. The database is asked at most once a second, however
+// often Ready is called.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.draining() {
+		return errors.New("shutting down")
+	}
+	s.ready.mu.Lock()
+	defer s.ready.mu.Unlock()
+	if time.Since(s.ready.at) > time.Second {
+		s.ready.err = s.pool.Ping(ctx)
+		if s.ready.err != nil {
+			s.ready.err = fmt.Errorf("the database does not take new sessions: %w", s.ready.err)
+		}
+		s.ready.at = time.Now()
+	}
+	return s.ready.err
+}
+
+// Config is the configuration in force (a reload replaces it whole). It must not be changed.
+func (s *Server) Config() *config.Config { return s.config.Load() }

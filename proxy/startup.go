@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/tenantproxy/tenantproxy/config"
 	"github.com/tenantproxy/tenantproxy/internal/wire"
 )
 
@@ -33,14 +34,16 @@ var errCancelDone = errors.New("cancel request handled")
 // startup reads the startup packet (after any TLS negotiation), authenticates the client and
 // picks its tenant. It answers cancel requests and refuses what it must with a FATAL error.
 func (c *clientConn) startup() error {
-	c.conn.SetDeadline(time.Now().Add(c.srv.cfg.AuthTimeout.Duration))
+	cfg := c.srv.Config()
+	deadline := time.Now().Add(cfg.AuthTimeout.Duration)
+	c.conn.SetDeadline(deadline)
 	defer c.conn.SetDeadline(time.Time{})
 
 	params, err := c.readStartupPacket()
 	if err != nil {
 		return err
 	}
-	if c.srv.nclients.Load() > int64(c.srv.cfg.MaxClients) {
+	if c.srv.nclients.Load() > int64(cfg.MaxClients) {
 		return c.refuse(fatal(codeTooManyConnections, "sorry, too many clients already"))
 	}
 	req, perr := c.srv.startupRules.readStartup(params)
@@ -49,7 +52,9 @@ func (c *clientConn) startup() error {
 	switch {
 	case c.user == "":
 		return c.refuse(fatal(codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet"))
-	case req.database != c.srv.cfg.Database:
+	case req.database == config.AdminDatabase:
+		return c.startConsole(deadline)
+	case req.database != cfg.Database:
 		return c.refuse(fatal(codeInvalidCatalog, fmt.Sprintf("database %q does not exist", req.database)))
 	case perr != nil:
 		if perr.rule != "" {
@@ -58,28 +63,32 @@ func (c *clientConn) startup() error {
 		}
 		return c.refuse(perr)
 	}
-	if err := c.authenticate(); err != nil {
-		var pe *pgError
-		if errors.As(err, &pe) {
-			return c.refuse(pe)
-		}
+	a, err := c.userAccount(deadline)
+	if err != nil {
 		return err
 	}
-	tenant, err := c.srv.tenants.Resolve(c.user, req.tenant)
+	if err := c.login(a); err != nil {
+		return err
+	}
+	tenant, err := a.Tenant(req.tenant)
 	if err != nil {
-		c.srv.metrics.authFailures.WithLabelValues("tenant").Inc()
+		usual, _ := a.Tenant("")
+		c.srv.metrics.loginFailed(usual, "tenant")
 		c.log.Warn().Str("tenant", req.tenant).Err(err).Msg("tenant refused")
 		return c.refuse(fatal(codeInvalidAuthSpec, err.Error()))
 	}
-	c.limits = tenantLimits(c.srv.cfg.TenantLimits(tenant), req.settings)
-	c.session = newClientSession(tenant, c.srv.cfg.Tenancy.Setting, req.settings)
-	c.allowExplain = c.srv.users[c.user].allowExplain
+	c.limits = tenantLimits(cfg.TenantLimits(tenant), req.settings)
+	c.session = newClientSession(tenant, cfg.Tenancy.Setting, req.settings)
+	c.allowExplain = a.AllowExplain
+	c.appName = req.settings["application_name"]
 	c.log = c.log.With().Str("tenant", tenant).Logger()
-	if perr := c.srv.admit(c, c.srv.users[c.user].maxConnections); perr != nil {
+	c.metrics = c.srv.metrics.forTenant(tenant)
+	if perr := c.srv.admit(c, a.MaxConnections); perr != nil {
 		return c.refuse(perr)
 	}
-	c.srv.metrics.tenantClients.WithLabelValues(c.srv.metrics.tenantLabel(tenant)).Inc()
-	c.in.Limit = c.srv.cfg.MaxMessageSize
+	c.srv.metrics.logins.WithLabelValues(c.metrics.label).Inc()
+	c.srv.metrics.tenantClients.WithLabelValues(c.metrics.label).Inc()
+	c.in.Limit = cfg.MaxMessageSize
 	// Waiting for a backend session is not part of authentication: the checkout timeout
 	// bounds it, not auth_timeout.
 	c.conn.SetDeadline(time.Time{})
@@ -105,15 +114,15 @@ func (c *clientConn) readStartupPacket() (map[string]string, error) {
 			}
 		case gssEncRequestCode:
 			c.conn.Write([]byte{'N'})
-		case cancelRequestCode:
-			c.handleCancel(msg)
+		case cancelRequestCode, forwardedCancelCode:
+			c.handleCancel(msg, code == forwardedCancelCode)
 			return nil, errCancelDone
 		default:
 			if code>>16 != 3 {
 				return nil, c.refuse(fatal(codeFeatureNotSupported,
 					fmt.Sprintf("unsupported frontend protocol %d.%d: tenantproxy speaks 3.0", code>>16, code&0xffff)))
 			}
-			if c.srv.cfg.TLS.Mode == "require" && !c.tls {
+			if c.srv.Config().TLS.Mode == "require" && !c.tls {
 				return nil, c.refuse(fatal(codeInvalidAuthSpec, "tenantproxy requires TLS: connect with sslmode=require"))
 			}
 			params, err := parseStartup(msg[8:])
@@ -135,14 +144,15 @@ func (c *clientConn) negotiateTLS() error {
 		// come over TLS (CVE-2021-23222): refuse.
 		return c.refuse(fatal(codeProtocolViolation, "received unencrypted data after SSL request"))
 	}
-	if c.srv.tls == nil || c.tls {
+	config := c.srv.tls.Load()
+	if config == nil || c.tls {
 		_, err := c.conn.Write([]byte{'N'})
 		return err
 	}
 	if _, err := c.conn.Write([]byte{'S'}); err != nil {
 		return err
 	}
-	tc := tls.Server(c.conn, c.srv.tls)
+	tc := tls.Server(c.conn, config)
 	if err := tc.Handshake(); err != nil {
 		c.log.Debug().Err(err).Msg("TLS handshake")
 		return err
@@ -151,7 +161,7 @@ func (c *clientConn) negotiateTLS() error {
 	c.tls = true
 	c.in.Reset(tc)
 	c.out = wire.NewWriter(tc)
-	c.out.LimitBlocking(tc, c.srv.cfg.ClientWriteTimeout.Duration)
+	c.out.LimitBlocking(tc, c.srv.Config().ClientWriteTimeout.Duration)
 	return nil
 }
 

@@ -109,7 +109,7 @@ func (s *shared) parse(c *clientConn, b *session.Backend, msg, name, query, type
 	if _, exists := s.byName[string(name)]; exists {
 		return c.failExtended(errorf("42P05", fmt.Sprintf("prepared statement %q already exists", name)))
 	}
-	if limit := int64(c.srv.cfg.Limits.ClientStatementMemory); s.bytes+int64(len(msg)) > limit {
+	if limit := int64(c.srv.Config().Limits.ClientStatementMemory); s.bytes+int64(len(msg)) > limit {
 		return c.failExtended(&pgError{Severity: "ERROR", Code: codeProgramLimitExceeded,
 			Message: fmt.Sprintf("tenantproxy: this connection's prepared statements would take more than %d bytes (limits.client_prepared_statement_memory)", limit),
 			Hint:    "Close the prepared statements you no longer use, or use the unnamed statement for one-off queries."})

@@ -20,17 +20,21 @@ func (c *clientConn) startWatch() {
 	}
 	c.relayStart.Store(time.Now().UnixNano())
 	c.timedOut.Store(false)
-	if c.watchdog == nil {
-		c.watchdog = time.AfterFunc(watchInterval, c.watch)
+	if t := c.watchdog.Load(); t != nil {
+		t.Reset(watchInterval)
 		return
 	}
-	c.watchdog.Reset(watchInterval)
+	// Stored before it is armed, so that watch always finds it to re-arm.
+	t := time.AfterFunc(time.Hour, c.watch)
+	t.Stop()
+	c.watchdog.Store(t)
+	t.Reset(watchInterval)
 }
 
 // stopWatch disarms it once the answers are in.
 func (c *clientConn) stopWatch() {
-	if c.watchdog != nil {
-		c.watchdog.Stop()
+	if t := c.watchdog.Load(); t != nil {
+		t.Stop()
 	}
 }
 
@@ -39,9 +43,10 @@ func (c *clientConn) watch() {
 	if !c.busy.Load() {
 		return
 	}
-	if peerClosed(c.conn) || sentTerminate(c.conn) {
-		// Nobody waits for the answers: stop reading them, and close the backend.
-		c.abandoned.Store(true)
+	if ended := c.ended.Load() != nil; ended || peerClosed(c.conn) || sentTerminate(c.conn) {
+		// Nobody waits for the answers (or the operator ended the client): stop reading
+		// them, and close the backend.
+		c.abandoned.Store(!ended)
 		c.mu.Lock()
 		if b := c.backend; b != nil {
 			b.SetReadDeadline(time.Now())
@@ -55,5 +60,7 @@ func (c *clientConn) watch() {
 		c.log.Warn().Str("limit", "statement_timeout").Msg("statement cancelled: it ran past the tenant's statement_timeout")
 		c.cancel()
 	}
-	c.watchdog.Reset(watchInterval)
+	if t := c.watchdog.Load(); t != nil {
+		t.Reset(watchInterval)
+	}
 }

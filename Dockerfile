@@ -13,7 +13,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 	&& useradd --system --no-create-home --shell /usr/sbin/nologin tenantproxy
 COPY --from=build /out/tenantproxy /usr/local/bin/tenantproxy
 USER tenantproxy
-EXPOSE 5432
+EXPOSE 5432 9187
 # Mount the configuration at /etc/tenantproxy/tenantproxy.toml.
 ENTRYPOINT ["tenantproxy"]
 CMD ["serve", "--config", "/etc/tenantproxy/tenantproxy.toml"]

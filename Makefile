@@ -19,7 +19,7 @@ test: deps vet
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time). New inputs that
 # find something are written to the package's testdata/fuzz; commit them with the fix.
 FUZZTIME ?= 20s
-FUZZ_TARGETS := ./internal/wire:FuzzReader ./policy:FuzzPrefilterSound \
+FUZZ_TARGETS := ./internal/wire:FuzzReader ./internal/wire:FuzzDecoders ./guard:FuzzPrefilterSound \
 	./faults/authfuzz:FuzzStartupPacket ./faults/authfuzz:FuzzSCRAMExchange
 fuzz:
 	@set -e; for target in $(FUZZ_TARGETS); do \
@@ -40,7 +40,7 @@ deps:
 	scripts/drivers-deps
 
 build:
-	$(GO) build -o bin/tenantproxy ./cmd/tenantproxy
+	$(GO) build -buildvcs=auto -o bin/tenantproxy ./cmd/tenantproxy
 
 # The benchmark report against PostgreSQL and PgBouncer (about 15 minutes on 2 cores, 20 with --repeat 5; use a quiet machine):
 # results/<UTC time>/report.md. BENCHFLAGS passes flags, e.g. BENCHFLAGS="--only pgbench".

@@ -57,21 +57,22 @@ func runCheck(args []string) error {
 }
 
 // checkBeforeServing runs the same check as the backend role the proxy will use. Findings stop
-// the proxy, unless insecure, which logs them loudly and goes on.
-func checkBeforeServing(cfg *config.Config, log zerolog.Logger, insecure bool) error {
+// the proxy (err), unless insecure, which logs them loudly and goes on: unsure then says why
+// isolation is not assured, for /readyz.
+func checkBeforeServing(cfg *config.Config, log zerolog.Logger, insecure bool) (unsure, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Backend.ConnectTimeout.Duration+30*time.Second)
 	defer cancel()
 	cc, err := cfg.Backend.ConnConfig()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		if insecure {
 			log.Warn().Err(err).Msg("INSECURE: could not check the database; serving anyway (--insecure-skip-check)")
-			return nil
+			return fmt.Errorf("the database was not checked for tenant isolation (--insecure-skip-check): %w", err), nil
 		}
-		return fmt.Errorf("checking the database before serving: %w", err)
+		return nil, fmt.Errorf("checking the database before serving: %w", err)
 	}
 	defer conn.Close(ctx)
 	findings, err := lint.Check(ctx, conn, lint.Options{
@@ -80,11 +81,11 @@ func checkBeforeServing(cfg *config.Config, log zerolog.Logger, insecure bool) e
 		ReservedPrefixes: cfg.Tenancy.ReservedPrefixes,
 	})
 	if err != nil {
-		return fmt.Errorf("checking the database before serving: %w", err)
+		return nil, fmt.Errorf("checking the database before serving: %w", err)
 	}
 	if len(findings) == 0 {
 		log.Info().Msg("database check passed")
-		return nil
+		return nil, nil
 	}
 	for _, f := range findings {
 		ev := log.Error()
@@ -95,7 +96,7 @@ func checkBeforeServing(cfg *config.Config, log zerolog.Logger, insecure bool) e
 	}
 	if insecure {
 		log.Warn().Int("findings", len(findings)).Msg("INSECURE: serving although tenant isolation is not assured (--insecure-skip-check)")
-		return nil
+		return fmt.Errorf("the isolation check found %d problem(s) (serving anyway: --insecure-skip-check)", len(findings)), nil
 	}
-	return fmt.Errorf("%d finding(s): refusing to serve (run tenantproxy check; --insecure-skip-check overrides)", len(findings))
+	return nil, fmt.Errorf("%d finding(s): refusing to serve (run tenantproxy check; --insecure-skip-check overrides)", len(findings))
 }

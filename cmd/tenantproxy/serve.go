@@ -9,21 +9,20 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/tenantproxy/tenantproxy/config"
+	"github.com/tenantproxy/tenantproxy/internal/version"
 	"github.com/tenantproxy/tenantproxy/proxy"
 )
 
 func runServe(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	path := fs.String("config", "tenantproxy.toml", "configuration file")
-	insecure := fs.Bool("insecure-skip-check", false, "serve even if the database fails the isolation check (logs a warning)")
+	insecure := fs.Bool("insecure-skip-check", false, "serve even if the database fails the isolation check (logs a warning; /readyz fails)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -32,9 +31,10 @@ func runServe(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
-	setThreads(cfg.Threads, log)
+	proxy.SetThreads(cfg.Threads)
 
-	if err := checkBeforeServing(cfg, log, *insecure); err != nil {
+	unsure, err := checkBeforeServing(cfg, log, *insecure)
+	if err != nil {
 		return err
 	}
 
@@ -44,41 +44,51 @@ func runServe(args []string) error {
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		srv.Close()
 		return fmt.Errorf("listen on %s: %w (set listen in the config, or TENANTPROXY_LISTEN)", cfg.Listen, err)
 	}
-	log.Info().Str("listen", ln.Addr().String()).Str("pool_mode", cfg.Pool.Mode).
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("listen on %s for metrics: %w (set metrics_listen in the config, or TENANTPROXY_METRICS_LISTEN)", cfg.MetricsListen, err)
+		}
+		hs := &http.Server{Handler: monitoring(srv, unsure), ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(mln)
+		defer hs.Close()
+		log.Info().Str("metrics_listen", mln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
+	}
+	log.Info().Str("listen", ln.Addr().String()).Str("pool_mode", cfg.Pool.Mode).Str("version", version.String()).
 		Str("backend", fmt.Sprintf("%s:%d/%s", cfg.Backend.Host, cfg.Backend.Port, cfg.Backend.Database)).
 		Msg("tenantproxy serving")
 
-	if cfg.MetricsListen != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(srv.Metrics().Registry, promhttp.HandlerOpts{}))
-		hs := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error().Err(err).Msg("metrics server")
-			}
-		}()
-		defer hs.Close()
-	}
-
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case sig := <-stop:
-		return drain(srv, served, sig, cfg.ShutdownTimeout.Duration, log)
+	for {
+		select {
+		case err := <-served:
+			return err
+		case <-srv.ShutdownAsked():
+			return drain(srv, served, "the admin console's SHUTDOWN", log)
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				srv.ReloadFile()
+				continue
+			}
+			return drain(srv, served, sig.String(), log)
+		}
 	}
 }
 
 // drain shuts the server down gracefully, as net/http's Shutdown does: new clients are refused,
-// idle ones are told (57P01), transactions in flight may finish until the deadline. It fails
-// (the process exits 1) when clients were still connected at the deadline.
-func drain(srv *proxy.Server, served <-chan error, sig os.Signal, timeout time.Duration, log zerolog.Logger) error {
-	log.Info().Str("signal", sig.String()).Dur("timeout", timeout).Msg("shutting down: letting transactions in flight finish")
+// idle ones are told (57P01), transactions in flight may finish until shutdown_timeout (as the
+// configuration says now). It fails (the process exits 1) when clients were still connected at
+// the deadline.
+func drain(srv *proxy.Server, served <-chan error, why string, log zerolog.Logger) error {
+	timeout := srv.Config().ShutdownTimeout.Duration
+	log.Info().Str("cause", why).Dur("timeout", timeout).Msg("shutting down: letting transactions in flight finish")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := srv.Shutdown(ctx)
@@ -93,22 +103,16 @@ func drain(srv *proxy.Server, served <-chan error, sig os.Signal, timeout time.D
 	return nil
 }
 
-// setThreads sets GOMAXPROCS when the configuration asks; otherwise Go's default (every CPU, or
-// the GOMAXPROCS environment variable) stands.
-func setThreads(threads int, log zerolog.Logger) {
-	if threads > 0 {
-		runtime.GOMAXPROCS(threads)
-	}
-	log.Debug().Int("threads", runtime.GOMAXPROCS(0)).Msg("threads")
-}
-
+// newLogger logs at every level zerolog's global level lets through: a reload changes that
+// level (proxy.Server.Reload).
 func newLogger(c config.Log) zerolog.Logger {
 	level, _ := zerolog.ParseLevel(c.Level)
+	zerolog.SetGlobalLevel(level)
 	var log zerolog.Logger
 	if c.Format == "console" {
 		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.DateTime})
 	} else {
 		log = zerolog.New(os.Stderr)
 	}
-	return log.Level(level).With().Timestamp().Logger()
+	return log.With().Timestamp().Logger()
 }

@@ -231,8 +231,8 @@ func visibleTenants(t testing.TB, conn *pgx.Conn) []string {
 	return pgtest.QueryStrings(t, conn, "SELECT DISTINCT tenant_id FROM llmspell.entities ORDER BY 1")
 }
 
-// metricValue is the value of a counter or gauge in the proxy's registry with exactly these
-// labels, 0 when there is none.
+// metricValue is the value of a counter or gauge (a histogram's count of samples) in the proxy's
+// registry with exactly these labels, 0 when there is none.
 func metricValue(p *testProxy, name string, labels map[string]string) float64 {
 	families, err := p.srv.Metrics().Registry.Gather()
 	if err != nil {
@@ -254,6 +254,9 @@ func metricValue(p *testProxy, name string, labels map[string]string) float64 {
 			}
 			if c := m.GetCounter(); c != nil {
 				return c.GetValue()
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
 			}
 			return m.GetGauge().GetValue()
 		}

@@ -51,6 +51,10 @@ type Config struct {
 	// Peers are the instances behind the same load balancer, by peer id: "host:port" where
 	// each accepts clients. This instance may be listed too.
 	Peers map[string]string `toml:"peers"`
+	// ReusePort lets several processes listen on the same address (SO_REUSEPORT), the kernel
+	// spreading new connections among them: a new version starts beside the old one, which
+	// then drains, and no client is refused in between.
+	ReusePort bool `toml:"so_reuseport"`
 	// Threads is how many OS threads run Go code at once (GOMAXPROCS); 0 keeps Go's default,
 	// every CPU (or the GOMAXPROCS environment variable).
 	Threads int `toml:"threads"`

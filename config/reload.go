@@ -20,6 +20,7 @@ var restartOnly = []struct {
 }{
 	{"listen", func(c *Config) any { return &c.Listen }},
 	{"metrics_listen", func(c *Config) any { return &c.MetricsListen }},
+	{"so_reuseport", func(c *Config) any { return &c.ReusePort }},
 	{"peer_id", func(c *Config) any { return &c.PeerID }},
 	{"peers", func(c *Config) any { return &c.Peers }},
 	{"backend", func(c *Config) any { return &c.Backend }},

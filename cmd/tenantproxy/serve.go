@@ -42,7 +42,7 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen(cfg.Listen, cfg.ReusePort)
 	if err != nil {
 		srv.Close()
 		return fmt.Errorf("listen on %s: %w (set listen in the config, or TENANTPROXY_LISTEN)", cfg.Listen, err)

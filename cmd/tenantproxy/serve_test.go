@@ -443,3 +443,50 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Errorf("an unknown command: exit %d, %q", code, out)
 	}
 }
+
+// A rolling restart on one host: with so_reuseport, the new process listens beside the old
+// one, which then drains; no client is refused, and the old one's open transaction commits.
+func TestServeRollingRestart(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", portFreeOn(t, []string{"127.0.0.1"}))
+	config := serveConfig(db, listen, []string{"alice"}, "so_reuseport = true")
+	oldFile, newFile := filepath.Join(t.TempDir(), "old.toml"), filepath.Join(t.TempDir(), "new.toml")
+	writeFile(t, oldFile, config)
+	writeFile(t, newFile, config)
+	old := serve(t, oldFile)
+	alice := old.connect(t, "alice")
+	tx, err := alice.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, newFile)
+
+	old.signal(t, syscall.SIGTERM)
+	old.waitLog(t, "shutting down: letting transactions in flight finish")
+	logins := 0
+	for ; logins < 20; logins++ {
+		conn, err := pgx.Connect(ctx, old.url("alice"))
+		if err != nil {
+			t.Fatalf("login %d during the restart: %v", logins+1, err)
+		}
+		conn.Close(ctx)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("the old process's open transaction: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("committing on the old process: %v", err)
+	}
+	select {
+	case <-old.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old process did not exit after its last transaction")
+	}
+	if old.err != nil {
+		t.Errorf("the old process's exit: %v", old.err)
+	}
+	if got := tenantOf(t, old.connect(t, "alice")); got != "acme" {
+		t.Errorf("a login after the old process left: %q", got)
+	}
+}

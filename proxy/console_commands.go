@@ -223,6 +223,9 @@ func showTenants(c *clientConn, _ string) (result, error) {
 	for name := range cfg.Tenants {
 		names[name] = true
 	}
+	for _, name := range cfg.Tenancy.Tenants {
+		names[name] = true
+	}
 	r := result{tag: "SHOW", columns: withBigints(text("tenant", "clients", "backends", "waiting", "share", "weight",
 		"max_connections", "statement_timeout", "idle_in_transaction_timeout", "paused"),
 		"clients", "backends", "waiting", "share", "weight", "max_connections")}

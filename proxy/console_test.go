@@ -154,11 +154,26 @@ func TestConsole(t *testing.T) {
 		t.Errorf("two commands in one Query: %v", v)
 	}
 
-	// psql, as an operator would use it.
-	out, err := exec.Command("psql", "-X", "-At", "-d", strings.Replace(p.consoleURL("ops"), "&default_query_exec_mode=simple_protocol", "", 1),
-		"-c", "SHOW TENANTS").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "acme|1|0|") {
-		t.Errorf("psql SHOW TENANTS: %v\n%s", err, out)
+	// psql, as an operator would use it: every command but RELOAD (TestReloadFile) and
+	// SHUTDOWN (cmd/tenantproxy's TestServeShutdownFromTheConsole).
+	for _, c := range []struct{ command, want string }{
+		{"SHOW HELP", "SHOW STATS|each tenant's traffic"},
+		{"SHOW POOLS", "|transaction|10|"},
+		{"SHOW CLIENTS", "|alice|acme|idle|"},
+		{"SHOW SERVERS", "|idle|acme|"},
+		{"SHOW TENANTS", "acme|1|0|0|"},
+		{"SHOW STATS", "acme|1|0|"},
+		{"SHOW CONFIG", "pool.mode|\"transaction\"|restart"},
+		{"SHOW VERSION", "tenantproxy "},
+		{"PAUSE t05", "PAUSE"},
+		{"RESUME t05", "RESUME"},
+		{"KILL t06", `NOTICE:  0 client(s) of tenant "t06" disconnected`},
+		{"RESUME", "RESUME"},
+	} {
+		out, err := psqlConsole(p, c.command)
+		if err != nil || !strings.Contains(out, c.want) {
+			t.Errorf("psql %s: %v; want %q in\n%s", c.command, err, c.want, out)
+		}
 	}
 
 	// Nobody else gets in, and the console reaches no tenant's data.
@@ -175,6 +190,13 @@ func TestConsole(t *testing.T) {
 	if got := metricValue(p, "tenantproxy_auth_failures_total", map[string]string{"reason": "console"}); got != 1 {
 		t.Errorf("auth_failures_total{reason=console} = %v, want 1", got)
 	}
+}
+
+// psqlConsole runs one console command with psql, printing command tags and notices too.
+func psqlConsole(p *testProxy, command string) (string, error) {
+	url := strings.Replace(p.consoleURL("ops"), "&default_query_exec_mode=simple_protocol", "", 1)
+	out, err := exec.Command("psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", command).CombinedOutput()
+	return string(out), err
 }
 
 func atoi(t testing.TB, s string) int {

@@ -99,9 +99,8 @@ func TestReloadFile(t *testing.T) {
 	wantCode(t, err, "28P01")
 
 	writeConfig(t, file, db, "alice", "bob")
-	notices, err := consoleExec(p, "RELOAD")
-	if err != nil || len(notices) != 0 {
-		t.Fatalf("RELOAD: %v, notices %v", err, notices)
+	if out, err := psqlConsole(p, "RELOAD"); err != nil || out != "RELOAD\n" {
+		t.Fatalf("psql RELOAD: %v\n%s", err, out)
 	}
 	if got := tenantOf(t, p.connect(t, "bob")); got != "globex" {
 		t.Errorf("bob after RELOAD: %q", got)

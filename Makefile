@@ -19,7 +19,7 @@ test: deps vet
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time). New inputs that
 # find something are written to the package's testdata/fuzz; commit them with the fix.
 FUZZTIME ?= 20s
-FUZZ_TARGETS := ./internal/wire:FuzzReader ./internal/wire:FuzzDecoders ./guard:FuzzPrefilterSound \
+FUZZ_TARGETS := ./internal/wire:FuzzReader ./internal/wire:FuzzDecoders ./guard:FuzzPrefilterSound ./proxy/queue:FuzzQueue \
 	./faults/authfuzz:FuzzStartupPacket ./faults/authfuzz:FuzzSCRAMExchange
 fuzz:
 	@set -e; for target in $(FUZZ_TARGETS); do \

@@ -31,7 +31,7 @@ type Config struct {
 	// MaxClients caps client connections; more are refused with 53300.
 	MaxClients int `toml:"max_client_connections"`
 	// MaxMessageSize is the largest client message accepted, in bytes (COPY data streams freely).
-	MaxMessageSize int `toml:"max_message_size"`
+	MaxMessageSize ByteSize `toml:"max_message_size"`
 	// AuthTimeout bounds the startup and authentication of one client.
 	AuthTimeout Duration `toml:"auth_timeout"`
 	// ShutdownTimeout is how long a shutdown (SIGTERM) lets transactions in flight finish.

@@ -43,6 +43,8 @@ type clientConn struct {
 	relayStart atomic.Int64
 	abandoned  atomic.Bool
 	timedOut   atomic.Bool
+	// parkedFD is the client's socket while it is parked (park_linux.go).
+	parkedFD int32
 	// ended, once set, is why the operator ended the client (users.go): the FATAL it is sent.
 	ended atomic.Pointer[pgError]
 	// console: the client is an admin on the admin console (console.go), not a tenant's.
@@ -100,25 +102,39 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 	return c
 }
 
+// serve runs on the client's goroutine from the connection's first byte.
 func (c *clientConn) serve() {
 	c.srv.nclients.Add(1)
 	c.srv.metrics.clients.Inc()
-	defer func() {
-		c.srv.nclients.Add(-1)
-		c.srv.metrics.clients.Dec()
-		c.conn.Close()
-	}()
-	defer c.srv.unregister(c)
-	defer c.srv.leave(c)
 	err := c.startup()
 	switch {
 	case err == nil && c.console:
 		err = c.serveConsole()
 	case err == nil:
 		c.log.Debug().Msg("client connected")
-		err = c.loop()
+		c.serveLoop()
+		return
 	}
+	c.close(err)
+}
+
+// serveLoop serves the client until it leaves, or until it parks between transactions
+// (park_linux.go): a new goroutine then calls serveLoop again when the client sends more.
+func (c *clientConn) serveLoop() {
+	if err := c.loop(); err != errParked {
+		c.close(err)
+	}
+}
+
+// close ends the client, for whatever reason, and lets go of everything it held.
+func (c *clientConn) close(err error) {
 	c.finish(err)
+	c.srv.leave(c)
+	c.srv.unregister(c)
+	c.srv.nclients.Add(-1)
+	c.srv.metrics.clients.Dec()
+	c.conn.Close()
+	c.srv.wg.Done()
 }
 
 // errRefused ends a connection whose refusal the client was already sent.

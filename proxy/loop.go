@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/tenantproxy/tenantproxy/internal/wire"
@@ -63,14 +64,19 @@ func (c *clientConn) waitForClient() error {
 		if e := c.ended.Load(); e != nil {
 			return e
 		}
+		parkable := false
 		if idle {
 			c.idle.Store(true)
 			if c.srv.draining() {
 				return errShuttingDown
 			}
+			parkable = c.parkable()
 		}
-		if idleInTransaction {
+		switch {
+		case idleInTransaction:
 			c.conn.SetReadDeadline(time.Now().Add(c.limits.idleInTransaction))
+		case parkable:
+			c.conn.SetReadDeadline(time.Now().Add(parkAfter))
 		}
 		var err error
 		if idle && c.listening && c.backend != nil {
@@ -79,7 +85,7 @@ func (c *clientConn) waitForClient() error {
 			_, _, err = c.in.PeekHeader()
 		}
 		c.idle.Store(false)
-		if idleInTransaction {
+		if idleInTransaction || parkable {
 			c.conn.SetReadDeadline(time.Time{})
 		}
 		if err == nil {
@@ -94,6 +100,12 @@ func (c *clientConn) waitForClient() error {
 			c.srv.metrics.limitRefusals.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant), "idle_in_transaction_timeout").Inc()
 			c.log.Warn().Str("limit", "idle_in_transaction_timeout").Msg("client ended: transaction left open and idle")
 			return errIdleInTransaction
+		case parkable && !c.srv.draining():
+			c.idle.Store(true)
+			if c.park() {
+				return errParked
+			}
+			continue
 		case !c.srv.draining():
 			return c.readError(err)
 		case idle:
@@ -103,6 +115,35 @@ func (c *clientConn) waitForClient() error {
 		// One inside a transaction may finish it.
 		c.conn.SetReadDeadline(time.Time{})
 	}
+}
+
+// errParked ends the client's goroutine, not the client: it waits in the parker.
+var errParked = errors.New("parked")
+
+// parkAfter is how long an idle client keeps its goroutine before it parks: a client that
+// sends its next transaction sooner (a busy one) never pays for parking.
+const parkAfter = 500 * time.Millisecond
+
+// parkable reports whether the client may park once idle for parkAfter: it is a socket, it holds no backend,
+// nothing is buffered either way, and it has no TLS (whose buffered records the socket cannot
+// show).
+func (c *clientConn) parkable() bool {
+	_, socket := c.conn.(syscall.Conn)
+	return socket && parking && c.backend == nil && !c.tls && c.in.Buffered() == 0 && c.out.Buffered() == 0
+}
+
+// park parks the client and reports whether it did. Its buffers go back to their pools.
+func (c *clientConn) park() bool {
+	c.in.Release()
+	c.queue.Release()
+	if !c.srv.parker.park(c) {
+		return false
+	}
+	// Ended or drained while parking: resume at once to be told.
+	if c.ended.Load() != nil || c.srv.draining() {
+		c.srv.parker.unpark(c)
+	}
+	return true
 }
 
 // errShuttingDown ends an idle client when the proxy shuts down.

@@ -111,6 +111,9 @@ func (m *Metrics) watch(s *Server) {
 		counter("tenant_switches_total", "Handouts that had to set the tenant context.", func() float64 { return float64(s.pool.Stats().Switches) }),
 		counter("discards_total", "Backend sessions closed: broken, untrusted, expired, or at shutdown.", func() float64 { return float64(s.pool.Stats().Discards) }),
 	)
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tenantproxy_clients_parked",
+		Help: "Idle clients parked: no goroutine or read buffer of their own until they send again."},
+		func() float64 { return float64(s.parker.count()) }))
 	m.Registry.MustRegister(tenantPoolCollector{s})
 	guard := func(name, help string, value func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tenantproxy_guard_" + name, Help: help}, value)

@@ -55,7 +55,8 @@ type Server struct {
 	closing   bool
 	drain     atomic.Bool
 	nclients  atomic.Int64
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // open client connections
+	parker    *parker
 	// ownScopes numbers the statements parsed under SET LOCAL, which no one else shares.
 	ownScopes atomic.Uint64
 	// shutdownAsked is closed when the console's SHUTDOWN asks for a drain.
@@ -120,6 +121,12 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		Memory:           int64(cfg.Limits.GuardMemory),
 	})
 	s.metrics = newMetrics()
+	if s.parker, err = newParker(); err != nil {
+		if s.directory != nil {
+			s.directory.Close()
+		}
+		return nil, err
+	}
 	s.pool = session.NewPool(session.Config{
 		Conn:                       &conn.Config,
 		Setting:                    cfg.Tenancy.Setting,
@@ -192,11 +199,8 @@ func (s *Server) Serve(ln net.Listener) error {
 			tc.SetKeepAlive(true)
 		}
 		c := newClientConn(s, conn)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-		}()
+		s.wg.Add(1) // done when the client is closed, whichever goroutine serves it then
+		go c.serve()
 	}
 }
 
@@ -215,6 +219,7 @@ func (s *Server) stopAccepting() {
 func (s *Server) Close() {
 	s.stopAccepting()
 	s.pauses.resumeAll()
+	s.parker.close()
 	for _, c := range s.clientList() {
 		c.conn.Close()
 	}
@@ -238,6 +243,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.drain.Store(true)
 	s.stopAccepting()
 	s.pauses.resumeAll()
+	s.parker.resumeAll()
 	// A client waiting for its next message is woken to see the drain; one elsewhere sees
 	// it when it next waits.
 	for _, c := range s.clientList() {

@@ -63,6 +63,7 @@ func (c *clientConn) end(e *pgError) {
 	}
 	c.log.Warn().Str("code", e.Code).Str("reason", e.Detail).Msg("client ended by the operator")
 	c.conn.SetReadDeadline(time.Now())
+	c.srv.parker.unpark(c)
 	c.mu.Lock()
 	if b := c.backend; b != nil && c.busy.Load() {
 		b.SetReadDeadline(time.Now())

@@ -34,11 +34,14 @@ const bigSize = 64 << 10
 
 var bigPool = sync.Pool{New: func() any { b := make([]byte, bigSize); return &b }}
 
+// homePool holds the home buffers of readers that released theirs (Release).
+var homePool = sync.Pool{New: func() any { return new([homeSize]byte) }}
+
 // Reader reads messages from an io.Reader.
 type Reader struct {
 	src  io.Reader
-	home [homeSize]byte
-	buf  []byte // home[:], a borrowed big buffer, or an exact-size allocation for a huge message
+	home *[homeSize]byte // nil once released, until the next read
+	buf  []byte          // home[:], a borrowed big buffer, or an exact-size allocation for a huge message
 	big  *[]byte
 	r, w int
 
@@ -51,8 +54,33 @@ type Reader struct {
 func NewReader(src io.Reader, limit int) *Reader {
 	r := &Reader{Limit: limit}
 	r.Reset(src)
-	r.buf = r.home[:]
+	r.buf = r.homeBuffer()
 	return r
+}
+
+func (r *Reader) homeBuffer() []byte {
+	if r.home == nil {
+		r.home = homePool.Get().(*[homeSize]byte)
+	}
+	return r.home[:]
+}
+
+// Release gives the reader's buffers back, when nothing is buffered, until the next read: a
+// connection that waits long for its next message then holds no buffer.
+func (r *Reader) Release() {
+	if r.r != r.w {
+		return
+	}
+	r.r, r.w = 0, 0
+	if r.big != nil {
+		bigPool.Put(r.big)
+		r.big = nil
+	}
+	if r.home != nil {
+		homePool.Put(r.home)
+		r.home = nil
+	}
+	r.buf = nil
 }
 
 // Buffered is the number of bytes read but not yet consumed.
@@ -108,7 +136,7 @@ func (r *Reader) grow(n int) {
 	var big *[]byte
 	switch {
 	case n <= homeSize:
-		next = r.home[:]
+		next = r.homeBuffer()
 	case n <= bigSize && r.Limit > bigSize:
 		// Borrowed only by readers that accept large messages: a reader limited to less (a
 		// client that has not logged in) gets an exact allocation, never 64 KiB.
@@ -138,7 +166,7 @@ func (r *Reader) shrink() {
 			bigPool.Put(r.big)
 			r.big = nil
 		}
-		r.buf = r.home[:]
+		r.buf = r.homeBuffer()
 	}
 }
 

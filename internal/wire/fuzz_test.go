@@ -81,7 +81,7 @@ func FuzzReader(f *testing.F) {
 			if b := r.Buffered(); b < 0 || b > len(rest()) {
 				t.Fatalf("Buffered() = %d with %d bytes left", b, len(rest()))
 			}
-			switch op % 6 {
+			switch op % 7 {
 			case 0: // Next
 				typ, m, err := r.Next()
 				if err != nil {
@@ -156,6 +156,12 @@ func FuzzReader(f *testing.F) {
 					return
 				}
 				consumed += len(m)
+			case 6: // Release: never loses a buffered byte
+				buffered := r.Buffered()
+				r.Release()
+				if r.Buffered() != buffered {
+					t.Fatalf("Release changed Buffered from %d to %d", buffered, r.Buffered())
+				}
 			}
 		}
 	})

@@ -182,6 +182,13 @@ func (q *Queue[U]) Reset() {
 	*q = Queue[U]{reqs: q.reqs[:0], onUndo: q.onUndo}
 }
 
+// Release lets go of the queue's storage while nothing is pending (a client idle for long).
+func (q *Queue[U]) Release() {
+	if q.Pending() == 0 {
+		q.reqs, q.head = nil, 0
+	}
+}
+
 // ResetIrregular starts watching a new backend checkout.
 func (q *Queue[U]) ResetIrregular() { q.irregular = false }
 

@@ -41,6 +41,11 @@ sslmode = "disable"
 mode = "transaction"
 size = %d
 
+[limits]
+# The idle section holds every client as one user of one tenant.
+max_connections_per_tenant = %d
+max_connections_per_user = %d
+
 [tenancy]
 tenants = ["acme", "%s"]
 
@@ -52,7 +57,7 @@ format = "json"
 password = %q
 tenant = "acme"
 `, port, e.maxClients(), threads, metrics, e.admin.Host, e.admin.Port, e.admin.Database,
-		migrations.AppRole, e.appPassword, poolSize, strings.Join(tenants, `", "`), benchUser, e.verifierOf(benchUser))
+		migrations.AppRole, e.appPassword, poolSize, e.maxClients(), e.maxClients(), strings.Join(tenants, `", "`), benchUser, e.verifierOf(benchUser))
 	for _, t := range tenants {
 		fmt.Fprintf(&b, "\n[users.%s]\npassword = %q\ntenant = %q\n", t, e.verifierOf(t), t)
 	}

@@ -36,13 +36,15 @@ type clientConn struct {
 	// connection limits.
 	limits   limits
 	admitted bool
-	// watchdog watches a relay in progress (watch.go): relayStart is when it began (Unix
+	// The sweeper (watch.go) watches a relay in progress: relayStart is when it began (Unix
 	// nanoseconds), abandoned that the client hung up meanwhile, timedOut that its statements
-	// were cancelled at the tenant's statement_timeout.
-	watchdog   atomic.Pointer[time.Timer]
+	// were cancelled at the tenant's statement_timeout. waitState and waitSince (a sweep
+	// number) hand an idle client's wait over to the sweeper, which wakes it to park.
 	relayStart atomic.Int64
 	abandoned  atomic.Bool
 	timedOut   atomic.Bool
+	waitState  atomic.Int32
+	waitSince  atomic.Uint64
 	// parkedFD is the client's socket while it is parked (park_linux.go).
 	parkedFD int32
 	// ended, once set, is why the operator ended the client (users.go): the FATAL it is sent.

@@ -143,7 +143,7 @@ func TestIdleInTransactionTimeout(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			p := startProxy(t, db, mode, func(c *config.Config) {
-				c.Limits.IdleInTransactionTimeout = config.Duration{Duration: 300 * time.Millisecond}
+				c.Limits.IdleInTransactionTimeout = config.Duration{Duration: time.Second}
 			})
 			conn := p.connect(t, "alice")
 			mustExec(t, conn, "BEGIN")
@@ -158,7 +158,8 @@ func TestIdleInTransactionTimeout(t *testing.T) {
 			if n := queryInt(t, admin, "SELECT count(*) FROM llmspell.entities WHERE name = 'left idle'"); n != 0 {
 				t.Errorf("the idle transaction was committed")
 			}
-			// A transaction that keeps working is not ended.
+			// A transaction that keeps working is not ended (the limit is wide: a loaded machine may
+			// pause the test between statements).
 			busy := p.connect(t, "alice")
 			mustExec(t, busy, "BEGIN")
 			for range 5 {

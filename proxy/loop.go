@@ -34,10 +34,9 @@ func (c *clientConn) loop() error {
 				return c.backendLost(err)
 			}
 		}
-		c.busy.Store(c.queue.Awaiting())
 		c.startWatch()
+		c.busy.Store(c.queue.Awaiting())
 		err := c.drain()
-		c.stopWatch()
 		if err != nil {
 			return err
 		}
@@ -76,7 +75,7 @@ func (c *clientConn) waitForClient() error {
 		case idleInTransaction:
 			c.conn.SetReadDeadline(time.Now().Add(c.limits.idleInTransaction))
 		case parkable:
-			c.conn.SetReadDeadline(time.Now().Add(parkAfter))
+			c.startWait()
 		}
 		var err error
 		if idle && c.listening && c.backend != nil {
@@ -85,7 +84,8 @@ func (c *clientConn) waitForClient() error {
 			_, _, err = c.in.PeekHeader()
 		}
 		c.idle.Store(false)
-		if idleInTransaction || parkable {
+		woke := parkable && c.endWait()
+		if idleInTransaction {
 			c.conn.SetReadDeadline(time.Time{})
 		}
 		if err == nil {
@@ -100,7 +100,7 @@ func (c *clientConn) waitForClient() error {
 			c.srv.metrics.limitRefusals.WithLabelValues(c.srv.metrics.tenantLabel(c.session.tenant), "idle_in_transaction_timeout").Inc()
 			c.log.Warn().Str("limit", "idle_in_transaction_timeout").Msg("client ended: transaction left open and idle")
 			return errIdleInTransaction
-		case parkable && !c.srv.draining():
+		case woke && !c.srv.draining():
 			c.idle.Store(true)
 			if c.park() {
 				return errParked
@@ -120,11 +120,8 @@ func (c *clientConn) waitForClient() error {
 // errParked ends the client's goroutine, not the client: it waits in the parker.
 var errParked = errors.New("parked")
 
-// parkAfter is how long an idle client keeps its goroutine before it parks: a client that
-// sends its next transaction sooner (a busy one) never pays for parking.
-const parkAfter = 500 * time.Millisecond
-
-// parkable reports whether the client may park once idle for parkAfter: it is a socket, it holds no backend,
+// parkable reports whether the client may park once idle for a while (the sweeper wakes it
+// then, watch.go; a busy client never pays for parking): it is a socket, it holds no backend,
 // nothing is buffered either way, and it has no TLS (whose buffered records the socket cannot
 // show).
 func (c *clientConn) parkable() bool {

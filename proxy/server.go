@@ -57,6 +57,11 @@ type Server struct {
 	nclients  atomic.Int64
 	wg        sync.WaitGroup // open client connections
 	parker    *parker
+	// ticks counts the sweeper's rounds (watch.go); stopSweep ends it, swept is closed after.
+	ticks     atomic.Uint64
+	stopSweep chan struct{}
+	sweepOnce sync.Once
+	swept     chan struct{}
 	// ownScopes numbers the statements parsed under SET LOCAL, which no one else shares.
 	ownScopes atomic.Uint64
 	// shutdownAsked is closed when the console's SHUTDOWN asks for a drain.
@@ -143,6 +148,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		StatementMemory:            int64(cfg.Limits.StatementMemory),
 	}, log.With().Str("component", "pool").Logger())
 	s.metrics.watch(s)
+	s.stopSweep, s.swept = make(chan struct{}), make(chan struct{})
+	go s.sweep(s.stopSweep)
 	if s.directory != nil {
 		go s.watchAccounts()
 	}
@@ -224,6 +231,8 @@ func (s *Server) Close() {
 		c.conn.Close()
 	}
 	s.wg.Wait()
+	s.sweepOnce.Do(func() { close(s.stopSweep) })
+	<-s.swept
 	s.pool.Close()
 	s.closeDirectory()
 }

@@ -130,13 +130,32 @@ func (c *clientConn) serveLoop() {
 
 // close ends the client, for whatever reason, and lets go of everything it held.
 func (c *clientConn) close(err error) {
+	var pe *pgError
+	told := errors.As(err, &pe) || c.ended.Load() != nil
 	c.finish(err)
 	c.srv.leave(c)
 	c.srv.unregister(c)
 	c.srv.nclients.Add(-1)
 	c.srv.metrics.clients.Dec()
-	c.conn.Close()
+	if told {
+		c.closeAfterFatal()
+	} else {
+		c.conn.Close()
+	}
 	c.srv.wg.Done()
+}
+
+// closeAfterFatal closes a client that was sent a FATAL error. Closing at once would answer
+// whatever it is still sending (copy data, a pipeline) with a reset, which can discard the FATAL
+// before the client reads it. So the proxy stops writing and drops what the client still sends
+// until it hangs up, for a second at most.
+func (c *clientConn) closeAfterFatal() {
+	if hc, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+	}
+	c.conn.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, c.conn)
+	c.conn.Close()
 }
 
 // errRefused ends a connection whose refusal the client was already sent.

@@ -28,8 +28,8 @@ func (c *clientConn) loop() error {
 				break
 			}
 		}
+		c.sentAt = time.Now()
 		if b := c.backend; b != nil {
-			c.sentAt = time.Now()
 			if err := b.Flush(); err != nil {
 				return c.backendLost(err)
 			}

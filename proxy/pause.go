@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,8 @@ type pauses struct {
 	resumed chan struct{}
 	// waiters counts the clients waiting for a RESUME, by tenant.
 	waiters map[string]int
+	// some: anything is paused. Every checkout asks; without a pause it takes no lock.
+	some atomic.Bool
 }
 
 // waiting counts the clients waiting for a RESUME, by tenant.
@@ -55,6 +58,7 @@ func (p *pauses) state(tenant string) (bool, <-chan struct{}) {
 func (p *pauses) pause(tenant string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.some.Store(true)
 	if tenant == "" {
 		p.all = true
 		return
@@ -77,6 +81,7 @@ func (p *pauses) resume(tenant string) bool {
 		clear(p.tenants)
 	}
 	delete(p.tenants, tenant)
+	p.some.Store(p.all || len(p.tenants) > 0)
 	if p.resumed != nil {
 		close(p.resumed)
 		p.resumed = nil
@@ -100,6 +105,9 @@ func (p *pauses) list() (all bool, tenants []string) {
 // waitWhilePaused holds a client of a paused tenant until RESUME, or until it hangs up or is
 // ended.
 func (c *clientConn) waitWhilePaused() *pgError {
+	if !c.srv.pauses.some.Load() {
+		return nil
+	}
 	paused, resumed := c.srv.pauses.state(c.session.tenant)
 	if !paused {
 		return nil

@@ -77,9 +77,9 @@ func (c *clientConn) endWait() (woke bool) {
 	return true
 }
 
-// startWatch marks the start of a relay for the watchdog.
+// startWatch marks the start of a relay (sentAt) for the watchdog.
 func (c *clientConn) startWatch() {
-	c.relayStart.Store(time.Now().UnixNano())
+	c.relayStart.Store(c.sentAt.UnixNano())
 	c.timedOut.Store(false)
 }
 

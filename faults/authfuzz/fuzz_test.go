@@ -25,7 +25,7 @@ import (
 )
 
 // fatalCodes are the SQLSTATEs of the proxy's refusals before a client is logged in.
-var fatalCodes = []string{"08P01", "0A000", "28000", "28P01", "3D000", "42501", "53300"}
+var fatalCodes = []string{"08P01", "0A000", "28000", "28P01", "3D000", "42501", "42601", "53300", "57014"}
 
 // authTimeout bounds every exchange.
 const authTimeout = 2 * time.Second
@@ -145,6 +145,7 @@ func FuzzStartupPacket(f *testing.F) {
 	f.Add(startup("user", "alice", "database", "other"))
 	f.Add(startup("user", "alice", "database", "app", "replication", "true"))
 	f.Add(startup("user", "alice", "database", "app", "_pq_.x", "1"))
+	f.Add(startup("user", "alice", "database", "app", "options", "-c 00000000000000"))
 	f.Add(append([]byte{0, 0, 0, 8, 4, 210, 22, 47}, startup("user", "alice")...)) // SSLRequest first
 	f.Add([]byte{0, 0, 0, 8, 4, 210, 22, 48})                                      // GSSENCRequest
 	f.Add([]byte{0, 0, 0, 16, 4, 210, 22, 46, 0, 0, 0, 1, 0, 0, 0, 2})             // CancelRequest

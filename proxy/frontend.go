@@ -62,6 +62,9 @@ func (c *clientConn) handleParse(msg []byte) error {
 		c.logRefusal(v, query)
 		return c.failExtended(verdictError(v))
 	}
+	if v.Deallocate != "" && len(name) == 0 && c.statements.prepareDeallocate(c, v.Deallocate) {
+		return nil
+	}
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		return c.failExtended(perr)
@@ -85,6 +88,9 @@ func (c *clientConn) handleBind(msg []byte) error {
 	if !ok {
 		return protocolViolation("invalid Bind message")
 	}
+	if done, err := c.statements.deallocateStep(c, queue.Bind, portal, name); done {
+		return err
+	}
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		return c.failExtended(perr)
@@ -100,14 +106,32 @@ func (c *clientConn) handleDescribe(msg []byte) error {
 	if !ok {
 		return protocolViolation("invalid Describe message")
 	}
+	kind, portal, statement := queue.DescribeStatement, []byte(nil), name
+	if target == wire.TargetPortal {
+		kind, portal, statement = queue.DescribePortal, name, nil
+	}
+	if done, err := c.statements.deallocateStep(c, kind, portal, statement); done {
+		return err
+	}
 	b, perr := c.ensureBackend()
 	if perr != nil {
 		return c.failExtended(perr)
 	}
-	if target == wire.TargetPortal {
-		return c.forward(b, msg, queue.DescribePortal)
+	if kind == queue.DescribePortal {
+		return c.forward(b, msg, kind)
 	}
 	return c.statements.describeStatement(c, b, msg, name)
+}
+
+func (c *clientConn) handleExecute(msg []byte) error {
+	portal, _, ok := wire.CString(msg[wire.HeaderSize:])
+	if !ok {
+		return protocolViolation("invalid Execute message")
+	}
+	if done, err := c.statements.deallocateStep(c, queue.Execute, portal, nil); done {
+		return err
+	}
+	return c.handleExtended(msg, queue.Execute)
 }
 
 func (c *clientConn) handleClose(msg []byte) error {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tenantproxy/tenantproxy/internal/wire"
-	"github.com/tenantproxy/tenantproxy/proxy/queue"
 )
 
 // loop serves the client after startup until it leaves. Each turn waits for one message, takes
@@ -185,7 +184,7 @@ func (c *clientConn) handle() error {
 	case wire.Describe:
 		return c.handleDescribe(msg)
 	case wire.Execute:
-		return c.handleExtended(msg, queue.Execute)
+		return c.handleExecute(msg)
 	case wire.Close:
 		return c.handleClose(msg)
 	case wire.Flush:

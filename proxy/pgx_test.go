@@ -135,6 +135,80 @@ func TestPreparedStatementsAcrossTransactions(t *testing.T) {
 	})
 }
 
+// SQL DEALLOCATE of a statement the client prepared through the protocol, sent through the
+// extended protocol (psycopg does so when its statement cache evicts): the client's name goes,
+// as it would on the server.
+func TestSQLDeallocateInTheExtendedProtocol(t *testing.T) {
+	both(t, func(t *testing.T, p *testProxy) {
+		pgc := p.connect(t, "alice").PgConn()
+		prepare := func() {
+			t.Helper()
+			if _, err := pgc.Prepare(ctx, "s1", "SELECT 41 + 1", nil); err != nil {
+				t.Fatalf("prepare s1: %v", err)
+			}
+		}
+		run := func(sql string) (string, error) {
+			r := pgc.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+			return r.CommandTag.String(), r.Err
+		}
+		runS1 := func() error {
+			return pgc.ExecPrepared(ctx, "s1", nil, nil, nil).Read().Err
+		}
+
+		prepare()
+		if tag, err := run("DEALLOCATE s1"); err != nil || tag != "DEALLOCATE" {
+			t.Fatalf("DEALLOCATE s1: %q, %v", tag, err)
+		}
+		if err := runS1(); codeOf(err) != "26000" {
+			t.Errorf("s1 after DEALLOCATE: %v, want 26000", err)
+		}
+		prepare() // the name is free again
+
+		// Prepared as the unnamed statement and described first, as some drivers do.
+		sd, err := pgc.Prepare(ctx, "", "DEALLOCATE PREPARE s1", nil)
+		if err != nil || len(sd.ParamOIDs) != 0 || len(sd.Fields) != 0 {
+			t.Fatalf("describing DEALLOCATE: %+v, %v", sd, err)
+		}
+		if r := pgc.ExecPrepared(ctx, "", nil, nil, nil).Read(); r.Err != nil || r.CommandTag.String() != "DEALLOCATE" {
+			t.Fatalf("executing the described DEALLOCATE: %q, %v", r.CommandTag, r.Err)
+		}
+		if _, err := run("DEALLOCATE s1"); codeOf(err) != "26000" {
+			t.Errorf("DEALLOCATE of a name no longer prepared: %v, want 26000", err)
+		}
+
+		// An error in front of it in the same group: the server would skip it, so s1 stays.
+		prepare()
+		batch := &pgconn.Batch{}
+		batch.ExecParams("SELECT 1/0", nil, nil, nil, nil)
+		batch.ExecParams("DEALLOCATE s1", nil, nil, nil, nil)
+		if _, err := pgc.ExecBatch(ctx, batch).ReadAll(); codeOf(err) != "22012" {
+			t.Errorf("the batch: %v, want 22012", err)
+		}
+		if err := runS1(); err != nil {
+			t.Errorf("s1 after a DEALLOCATE the error skipped: %v", err)
+		}
+
+		// Inside a transaction, and in a failed one (25P02, the name stays).
+		for _, sql := range []string{"BEGIN", "SELECT 1/0"} {
+			run(sql)
+		}
+		if _, err := run("DEALLOCATE s1"); codeOf(err) != "25P02" {
+			t.Errorf("DEALLOCATE in a failed transaction: %v, want 25P02", err)
+		}
+		for _, sql := range []string{"ROLLBACK", "BEGIN", "DEALLOCATE s1", "COMMIT"} {
+			if _, err := run(sql); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		if err := runS1(); codeOf(err) != "26000" {
+			t.Errorf("s1 after DEALLOCATE in a transaction: %v, want 26000", err)
+		}
+		if tag, err := run("SELECT 2"); err != nil {
+			t.Errorf("the connection afterwards: %q, %v", tag, err)
+		}
+	})
+}
+
 func TestBatchesAndPipelines(t *testing.T) {
 	both(t, func(t *testing.T, p *testProxy) {
 		conn := p.connect(t, "bob")

@@ -33,7 +33,8 @@ func (c *clientConn) drain() error {
 }
 
 // writeAnswer writes the proxy's own answer for a request it did not send. A Sync or Query
-// answered without a status takes the backend's (or 'I' without one).
+// answered without a status takes the backend's (or 'I' without one). Describe and Execute
+// are answered for a statement without parameters or rows (DEALLOCATE).
 func (c *clientConn) writeAnswer(r request) {
 	if r.Err != nil {
 		writeError(c.out, asPgError(r.Err))
@@ -59,6 +60,23 @@ func (c *clientConn) writeAnswer(r request) {
 	case queue.Close:
 		if r.Err == nil {
 			c.out.Commit(wire.AppendCloseComplete(c.out.Bytes()))
+			c.statements.closed(&r)
+		}
+	case queue.Bind:
+		if r.Err == nil {
+			c.out.Commit(wire.AppendBindComplete(c.out.Bytes()))
+		}
+	case queue.DescribeStatement:
+		if r.Err == nil {
+			c.out.Commit(wire.AppendNoData(wire.AppendNoParameters(c.out.Bytes())))
+		}
+	case queue.DescribePortal:
+		if r.Err == nil {
+			c.out.Commit(wire.AppendNoData(c.out.Bytes()))
+		}
+	case queue.Execute:
+		if r.Err == nil {
+			c.out.Commit(wire.AppendCommandComplete(c.out.Bytes(), r.Undo.tag))
 			c.statements.closed(&r)
 		}
 	}

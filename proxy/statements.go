@@ -22,9 +22,13 @@ type statements interface {
 	dropAll(b *session.Backend)
 	// querySent follows a simple Query, which drops the unnamed statement.
 	querySent()
-	// deallocate answers a lone SQL DEALLOCATE name, when the strategy must (reporting whether
-	// it did); otherwise it goes to the server.
+	// deallocate answers a lone SQL DEALLOCATE name sent as a Query, when the strategy must
+	// (reporting whether it did); otherwise it goes to the server. prepareDeallocate and
+	// deallocateStep do the same for one sent through the extended protocol: its unnamed Parse,
+	// then the Bind, Describe or Execute that concerns it.
 	deallocate(c *clientConn, name string) bool
+	prepareDeallocate(c *clientConn, name string) bool
+	deallocateStep(c *clientConn, kind queue.Kind, portal, statement []byte) (bool, error)
 	// checkedOut readies a backend just given to the client, before its first message.
 	checkedOut(b *session.Backend)
 	// closed follows a Close the proxy answered, once it takes effect.
@@ -73,13 +77,17 @@ func (passThrough) closeStatement(c *clientConn, msg, _ []byte) error {
 	return c.forward(b, msg, queue.Close)
 }
 
-func (passThrough) dropAll(b *session.Backend)          { b.Prepared.Clear() }
-func (passThrough) querySent()                          {}
-func (passThrough) deallocate(*clientConn, string) bool { return false }
-func (passThrough) checkedOut(*session.Backend)         {}
-func (passThrough) closed(*request)                     {}
-func (passThrough) undo(*request)                       {}
-func (passThrough) leave()                              {}
+func (passThrough) dropAll(b *session.Backend)                 { b.Prepared.Clear() }
+func (passThrough) querySent()                                 {}
+func (passThrough) deallocate(*clientConn, string) bool        { return false }
+func (passThrough) prepareDeallocate(*clientConn, string) bool { return false }
+func (passThrough) deallocateStep(*clientConn, queue.Kind, []byte, []byte) (bool, error) {
+	return false, nil
+}
+func (passThrough) checkedOut(*session.Backend) {}
+func (passThrough) closed(*request)             {}
+func (passThrough) undo(*request)               {}
+func (passThrough) leave()                      {}
 
 // shared is transaction mode: the client's statements live on the pool's backends under
 // pool-wide names, prepared on whichever backend serves the client, shared by the clients of
@@ -94,6 +102,9 @@ type shared struct {
 	// which it was last prepared.
 	unnamed         []byte
 	unnamedCheckout uint64
+	// deallocStatement is set while the client's unnamed statement is SQL DEALLOCATE of this
+	// name, and deallocPortal while its unnamed portal is: the proxy answers them itself.
+	deallocStatement, deallocPortal string
 }
 
 func newShared(c *clientConn) *shared {
@@ -102,6 +113,7 @@ func newShared(c *clientConn) *shared {
 
 func (s *shared) parse(c *clientConn, b *session.Backend, msg, name, query, types []byte) error {
 	if len(name) == 0 {
+		s.deallocStatement = ""
 		s.unnamed = append(s.unnamed[:0], msg[wire.HeaderSize:]...)
 		s.unnamedCheckout = c.checkouts
 		return c.forward(b, msg, queue.Parse)
@@ -272,30 +284,10 @@ func (s *shared) closed(r *request) {
 func (s *shared) dropAll(b *session.Backend) {
 	b.Prepared.Clear()
 	s.leave()
-	s.unnamed = nil
+	s.unnamed, s.deallocStatement = nil, ""
 }
 
-func (s *shared) querySent() { s.unnamed = nil }
-
-// deallocate answers SQL DEALLOCATE of a statement the client prepared through the protocol
-// (ActiveRecord does so), as the server would: the name is the client's, and the statement is let
-// go once the answer is given. Its errors behave as the server's (inside a transaction, the
-// transaction fails).
-func (s *shared) deallocate(c *clientConn, name string) bool {
-	c.statements.querySent()
-	if c.backend != nil && c.backend.TxStatus() == 'E' {
-		c.refuseSimple(errorf(codeInFailedTransaction, "current transaction is aborted, commands ignored until end of transaction block"))
-		return true
-	}
-	stmt := s.take(name)
-	if stmt == nil {
-		c.refuseSimple(errorf("26000", fmt.Sprintf("prepared statement %q does not exist", name)))
-		return true
-	}
-	c.queue.Push(request{Kind: queue.Query, Answered: true, Undo: undo{stmt: stmt, name: name, tag: "DEALLOCATE"}})
-	c.queue.FlushPoint()
-	return true
-}
+func (s *shared) querySent() { s.unnamed, s.deallocStatement = nil, "" }
 
 func (s *shared) undo(r *request) {
 	stmt := r.Undo.stmt
@@ -310,9 +302,10 @@ func (s *shared) undo(r *request) {
 		if r.Undo.forget && s.byName[r.Undo.name] == stmt {
 			s.drop(r.Undo.name)
 		}
-	case queue.Close:
-		// A Close the server would have skipped never took effect: the name is the client's
-		// again (a Parse of the name behind it in the same group is undone too).
+	case queue.Close, queue.Execute:
+		// A Close (or an Execute of DEALLOCATE) the server would have skipped never took
+		// effect: the name is the client's again (a Parse of the name behind it in the same
+		// group is undone too).
 		s.drop(r.Undo.name)
 		s.hold(r.Undo.name, stmt)
 	}

@@ -124,6 +124,15 @@ func AppendParseComplete(b []byte) []byte { return append(b, ParseComplete, 0, 0
 // AppendCloseComplete appends a CloseComplete.
 func AppendCloseComplete(b []byte) []byte { return append(b, CloseComplete, 0, 0, 0, 4) }
 
+// AppendBindComplete appends a BindComplete.
+func AppendBindComplete(b []byte) []byte { return append(b, BindComplete, 0, 0, 0, 4) }
+
+// AppendNoData appends a NoData: what Describe answers for a statement that returns no rows.
+func AppendNoData(b []byte) []byte { return append(b, NoData, 0, 0, 0, 4) }
+
+// AppendNoParameters appends the ParameterDescription of a statement without parameters.
+func AppendNoParameters(b []byte) []byte { return append(b, ParameterDescription, 0, 0, 0, 6, 0, 0) }
+
 // AppendCommandComplete appends a CommandComplete with its tag ("SELECT 1", "SHOW").
 func AppendCommandComplete(b []byte, tag string) []byte {
 	b, at := BeginMessage(b, CommandComplete)

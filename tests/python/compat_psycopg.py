@@ -35,6 +35,14 @@ def main():
             c.execute("SELECT count(*) FROM llmspell.entities WHERE entity_type = %s", ("seed",)).fetchone()[0]
             for _ in range(10)
         ]
+    # More statements than psycopg keeps prepared (100): it lets the oldest go with DEALLOCATE,
+    # sent through the extended protocol.
+    with step("statement cache"), pool.connection() as c:
+        for i in range(c.prepared_max + 5):
+            for _ in range(c.prepare_threshold + 1):
+                got = c.execute(f"SELECT {i} + %s::int", (1,)).fetchone()[0]
+                if got != i + 1:
+                    raise RuntimeError(f"SELECT {i} + 1 gave {got}")
     with step("commit"), pool.connection() as c, c.transaction():
         c.execute(INSERT, (TENANT, f"{TENANT}-committed"))
         try:

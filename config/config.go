@@ -125,6 +125,9 @@ type Limits struct {
 	// MaxConnectionsPerTenant and MaxConnectionsPerUser cap client connections (53300 beyond).
 	MaxConnectionsPerTenant int `toml:"max_connections_per_tenant"`
 	MaxConnectionsPerUser   int `toml:"max_connections_per_user"`
+	// LoginRate paces each tenant's logins: at most this many per second on average, a
+	// second's worth at once. 0: no pacing.
+	LoginRate int `toml:"login_rate"`
 	// StatementTimeout bounds each statement of a tenant's clients (57014): it is the session's
 	// statement_timeout unless the client chooses one, and the proxy cancels a statement that
 	// runs past it whatever the client chose. 0: no limit.
@@ -190,6 +193,8 @@ type Tenant struct {
 	Weight int `toml:"weight"`
 	// MaxConnections caps the tenant's client connections.
 	MaxConnections int `toml:"max_connections"`
+	// LoginRate replaces the [limits] default.
+	LoginRate int `toml:"login_rate"`
 	// StatementTimeout and IdleInTransactionTimeout replace the [limits] defaults.
 	StatementTimeout         Duration `toml:"statement_timeout"`
 	IdleInTransactionTimeout Duration `toml:"idle_in_transaction_timeout"`
@@ -274,6 +279,9 @@ func (c *Config) TenantLimits(tenant string) Tenant {
 	t.Weight = max(t.Weight, 1)
 	if t.MaxConnections == 0 {
 		t.MaxConnections = c.Limits.MaxConnectionsPerTenant
+	}
+	if t.LoginRate == 0 {
+		t.LoginRate = c.Limits.LoginRate
 	}
 	if t.StatementTimeout.Duration == 0 {
 		t.StatementTimeout = c.Limits.StatementTimeout
@@ -361,7 +369,7 @@ func Defaults() Config {
 			MaxPreparedStatementMemory: 64 << 20,
 		},
 		Limits: Limits{
-			MaxConnectionsPerTenant: 1000, MaxConnectionsPerUser: 1000,
+			MaxConnectionsPerTenant: 1000, MaxConnectionsPerUser: 1000, LoginRate: 100,
 			GuardMemory: 512 << 20, ClientStatementMemory: 16 << 20, StatementMemory: 1 << 30,
 		},
 		Tenancy: Tenancy{Setting: "app.current_tenant_id", ReservedPrefixes: []string{"app."}, Schemas: []string{"llmspell"}},
@@ -602,13 +610,16 @@ func (c *Config) validate(name string, data []byte) error {
 	if l.StatementTimeout.Duration < 0 || l.IdleInTransactionTimeout.Duration < 0 {
 		bad("limits", "statement_timeout and idle_in_transaction_timeout must be 0 (none) or positive")
 	}
+	if l.LoginRate < 0 {
+		bad("limits.login_rate", "must be 0 (no pacing) or positive")
+	}
 	for name, tl := range c.Tenants {
 		key := "tenants." + name
 		if !ValidTenant(name) {
 			bad(key, "tenant names use %s", TenantNameRule)
 		}
-		if tl.Weight < 0 || tl.Weight > 1000 || tl.MaxConnections < 0 || tl.StatementTimeout.Duration < 0 || tl.IdleInTransactionTimeout.Duration < 0 {
-			bad(key, "weight must be 0 to 1000; max_connections and the timeouts 0 (default) or more")
+		if tl.Weight < 0 || tl.Weight > 1000 || tl.MaxConnections < 0 || tl.LoginRate < 0 || tl.StatementTimeout.Duration < 0 || tl.IdleInTransactionTimeout.Duration < 0 {
+			bad(key, "weight must be 0 to 1000; max_connections, login_rate and the timeouts 0 (default) or more")
 		}
 	}
 	if l.GuardMemory < 1<<20 {

@@ -83,6 +83,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"directory password and passfile", minimal + "\n[directory]\npassword = \"x\"\npassfile = \"/p\"\n", `directory.passfile: give password or passfile, not both`},
 		{"directory bad sslmode", minimal + "\n[directory]\nsslmode = \"maybe\"\n", `directory.sslmode: must be one of`},
 		{"directory unknown key", minimal + "\n[directory]\nurl = \"postgres://x\"\n", `bad.toml:10: unknown key "directory.url"`},
+		{"negative login rate", minimal + "\n[limits]\nlogin_rate = -1\n", `bad.toml:10: limits.login_rate: must be 0 (no pacing) or positive`},
+		{"negative tenant login rate", minimal + "\n[tenants.acme]\nlogin_rate = -5\n", `tenants.acme: weight must be 0 to 1000; max_connections, login_rate`},
 		{"root certificate without TLS", minimal + "\n[backend]\nsslmode = \"disable\"\nsslrootcert = \"/etc/ca.pem\"\n", `bad.toml:11: backend.sslrootcert: has no effect with sslmode disable`},
 	}
 	for _, c := range cases {

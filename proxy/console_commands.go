@@ -227,13 +227,13 @@ func showTenants(c *clientConn, _ string) (result, error) {
 		names[name] = true
 	}
 	r := result{tag: "SHOW", columns: withBigints(text("tenant", "clients", "backends", "waiting", "share", "weight",
-		"max_connections", "statement_timeout", "idle_in_transaction_timeout", "paused"),
-		"clients", "backends", "waiting", "share", "weight", "max_connections")}
+		"max_connections", "login_rate", "statement_timeout", "idle_in_transaction_timeout", "paused"),
+		"clients", "backends", "waiting", "share", "weight", "max_connections", "login_rate")}
 	for _, name := range slices.Sorted(maps.Keys(names)) {
 		tl := cfg.TenantLimits(name)
 		ps := pool[name]
 		r.rows = append(r.rows, []string{name, itoa(clients[name]), itoa(ps.Held), itoa(ps.Waiting + pauseWaiting[name]), itoa(ps.Share), itoa(tl.Weight),
-			itoa(tl.MaxConnections), durationOrNone(tl.StatementTimeout.Duration), durationOrNone(tl.IdleInTransactionTimeout.Duration),
+			itoa(tl.MaxConnections), itoa(tl.LoginRate), durationOrNone(tl.StatementTimeout.Duration), durationOrNone(tl.IdleInTransactionTimeout.Duration),
 			strconv.FormatBool(all || slices.Contains(paused, name))})
 	}
 	return r, nil

@@ -107,7 +107,7 @@ func TestConsole(t *testing.T) {
 	}
 
 	tenants := consoleRows(t, console, "SHOW TENANTS")
-	if r := rowWith(tenants, "tenant", "acme"); r == nil || r["clients"] != "1" || r["backends"] != "0" || r["paused"] != "false" {
+	if r := rowWith(tenants, "tenant", "acme"); r == nil || r["clients"] != "1" || r["backends"] != "0" || r["login_rate"] != "100" || r["paused"] != "false" {
 		t.Errorf("SHOW TENANTS: acme = %v (all: %d rows)", r, len(tenants))
 	}
 

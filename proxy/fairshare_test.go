@@ -136,6 +136,64 @@ func TestConnectionLimits(t *testing.T) {
 	p.connect(t, "t00")
 }
 
+// A tenant logging in faster than its login rate waits its turn, and is refused (53300, logged,
+// counted) when the turn would come after auth_timeout; other tenants log in without waiting.
+func TestLoginRate(t *testing.T) {
+	p := startProxy(t, pgtest.New(t), "transaction", func(c *config.Config) {
+		c.AuthTimeout = config.Duration{Duration: 2 * time.Second}
+		c.Tenants = map[string]config.Tenant{"acme": {LoginRate: 1}}
+	})
+	// One login at once (a second's worth), then one a second: of eight at once, one goes now,
+	// one or two in turn before auth_timeout, and the rest are refused.
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() {
+			conn, err := pgx.Connect(ctx, p.url("alice"))
+			if err == nil {
+				conn.Close(ctx)
+			}
+			errs <- err
+		}()
+	}
+	var refused, in int
+	for range cap(errs) {
+		switch err := <-errs; {
+		case err == nil:
+			in++
+		default:
+			wantCode(t, err, "53300", `too many logins for tenant "acme": more than 1 per second`)
+			refused++
+		}
+	}
+	if in < 2 || refused < 4 {
+		t.Errorf("%d logins went in and %d were refused; want at least 2 and 4", in, refused)
+	}
+	if n := metricValue(p, "tenantproxy_limit_refusals_total", map[string]string{"tenant": "acme", "limit": "login_rate"}); n != float64(refused) {
+		t.Errorf("refusals counted for acme: %v, want %d", n, refused)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, `"limit":"login_rate"`) {
+		t.Errorf("the refusal is not logged with its limit:\n%s", logs)
+	}
+	if n := metricValue(p, "tenantproxy_tenant_login_wait_seconds", map[string]string{"tenant": "acme"}); n < 1 {
+		t.Errorf("logins that waited their turn, counted for acme: %v", n)
+	}
+	// globex (the default rate, 100 a second) is not held up by acme's pace.
+	for range 10 {
+		p.connect(t, "bob")
+	}
+	if n := metricValue(p, "tenantproxy_tenant_login_wait_seconds", map[string]string{"tenant": "globex"}); n != 0 {
+		t.Errorf("globex's logins waited %v times", n)
+	}
+	// acme's turn comes again.
+	pgtest.WaitFor(t, "acme to log in again", func() bool {
+		conn, err := pgx.Connect(ctx, p.url("alice"))
+		if err == nil {
+			conn.Close(ctx)
+		}
+		return err == nil
+	})
+}
+
 // A transaction left open and idle past the limit is rolled back and its backend freed; the
 // client sees 25P03, as from PostgreSQL.
 func TestIdleInTransactionTimeout(t *testing.T) {

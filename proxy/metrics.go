@@ -26,6 +26,7 @@ type Metrics struct {
 	statements       *prometheus.CounterVec
 	errors           *prometheus.CounterVec
 	backendWait      *prometheus.HistogramVec
+	loginWait        *prometheus.HistogramVec
 	statementSeconds *prometheus.HistogramVec
 
 	labels  sync.Map // tenant → its label
@@ -59,7 +60,7 @@ func newMetrics() *Metrics {
 			Name: "tenantproxy_tenant_clients", Help: "Client connections open now, by tenant.",
 		}, []string{"tenant"}),
 		limitRefusals: counter("limit_refusals_total",
-			"Clients refused or ended by a limit (max_connections_per_tenant, max_connections_per_user, idle_in_transaction_timeout, statement_timeout), by tenant.",
+			"Clients refused or ended by a limit (max_connections_per_tenant, max_connections_per_user, login_rate, idle_in_transaction_timeout, statement_timeout), by tenant.",
 			"tenant", "limit"),
 		logins: counter("tenant_logins_total", "Clients logged in, by tenant.", "tenant"),
 		loginFailures: counter("tenant_login_failures_total",
@@ -68,11 +69,12 @@ func newMetrics() *Metrics {
 		statements:   counter("tenant_statements_total", "Statements completed (successfully or with an error), by tenant.", "tenant"),
 		errors:       counter("tenant_errors_total", "Errors returned to clients, by tenant and SQLSTATE class (the first two characters).", "tenant", "class"),
 		backendWait:  seconds("tenant_backend_wait_seconds", "Time a client waited for a backend session, by tenant."),
+		loginWait:    seconds("tenant_login_wait_seconds", "Time a login waited for its tenant's turn (limits.login_rate), by tenant; only logins that waited."),
 		statementSeconds: seconds("tenant_statement_seconds",
 			"Time from sending a client's request to the server until each statement of it completed, by tenant."),
 	}
 	m.Registry.MustRegister(m.clients, m.refusals, m.authFailures, m.tenantClients, m.limitRefusals,
-		m.logins, m.loginFailures, m.transactions, m.statements, m.errors, m.backendWait, m.statementSeconds)
+		m.logins, m.loginFailures, m.transactions, m.statements, m.errors, m.backendWait, m.loginWait, m.statementSeconds)
 	return m
 }
 

@@ -51,6 +51,7 @@ type Server struct {
 	mu        sync.Mutex
 	clients   map[uint32]*clientConn // by the cancel key's process id
 	conns     connectionCounts
+	pacer     loginPacer
 	listeners []net.Listener
 	closing   bool
 	drain     atomic.Bool

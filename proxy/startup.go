@@ -77,12 +77,16 @@ func (c *clientConn) startup() error {
 		c.log.Warn().Str("tenant", req.tenant).Err(err).Msg("tenant refused")
 		return c.refuse(fatal(codeInvalidAuthSpec, err.Error()))
 	}
-	c.limits = tenantLimits(cfg.TenantLimits(tenant), req.settings)
+	tl := cfg.TenantLimits(tenant)
+	c.limits = tenantLimits(tl, req.settings)
 	c.session = newClientSession(tenant, cfg.Tenancy.Setting, req.settings)
 	c.allowExplain = a.AllowExplain
 	c.appName = req.settings["application_name"]
 	c.log = c.log.With().Str("tenant", tenant).Logger()
 	c.metrics = c.srv.metrics.forTenant(tenant)
+	if perr := c.srv.paceLogin(c, tl.LoginRate, deadline); perr != nil {
+		return c.refuse(perr)
+	}
 	if perr := c.srv.admit(c, a.MaxConnections); perr != nil {
 		return c.refuse(perr)
 	}

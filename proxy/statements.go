@@ -287,7 +287,7 @@ func (s *shared) dropAll(b *session.Backend) {
 	s.unnamed, s.deallocStatement = nil, ""
 }
 
-func (s *shared) querySent() { s.unnamed, s.deallocStatement = nil, "" }
+func (s *shared) querySent() { s.unnamed, s.deallocStatement, s.deallocPortal = nil, "", "" }
 
 func (s *shared) undo(r *request) {
 	stmt := r.Undo.stmt

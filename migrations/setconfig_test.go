@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tenantproxy/tenantproxy/internal/pgtest"
+	"github.com/tenantproxy/tenantproxy/migrations"
 )
 
 // The set_config wrapper sets what set_config sets, at session or transaction level, but never
@@ -47,6 +48,22 @@ func TestSetConfigWrapper(t *testing.T) {
 	if got := show("work_mem"); got != "8MB" {
 		t.Errorf("work_mem %q after a transaction-level set_config rolled back", got)
 	}
+	// search_path at transaction level too: it lasts until the transaction ends, not until
+	// the function returns.
+	tx, err = conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT tenantproxy.set_config('search_path', 'llmspell', true)"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pgtest.QueryStrings(t, tx.Conn(), "SHOW search_path")[0]; got != "llmspell" {
+		t.Errorf("search_path %q inside the transaction, want llmspell", got)
+	}
+	tx.Commit(ctx)
+	if got := show("search_path"); got != "" {
+		t.Errorf("search_path %q after the transaction, want the session's (empty)", got)
+	}
 
 	for _, name := range []string{"app.current_tenant_id", "APP.Current_Tenant_Id", "app.other", "role", "Session_Authorization",
 		"standard_conforming_strings", "client_encoding"} {
@@ -63,6 +80,43 @@ func TestSetConfigWrapper(t *testing.T) {
 	var pgErr *pgconn.PgError
 	if !asPgErr(err, &pgErr) || pgErr.Code != "42501" {
 		t.Errorf("pg_catalog.set_config as the app role: %v", err)
+	}
+}
+
+// The wrapper runs under the caller's search_path (it has no SET clause, see 008): a schema the
+// caller puts first, with its own operator and functions of the wrapper's names, changes
+// nothing.
+func TestSetConfigWrapperIgnoresTheCallersSchemas(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	admin := pgtest.Connect(t, db.AdminURL)
+	for _, sql := range []string{
+		"CREATE SCHEMA evil",
+		"CREATE FUNCTION evil.eq(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT false'",
+		"CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.eq)",
+		"CREATE FUNCTION evil.starts_with(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT false'",
+		"CREATE FUNCTION evil.lower(text) RETURNS text LANGUAGE sql AS 'SELECT ''harmless'''",
+		"CREATE FUNCTION evil.set_config(text, text, boolean) RETURNS text LANGUAGE sql AS 'SELECT ''evil'''",
+		"GRANT USAGE ON SCHEMA evil TO " + migrations.AppRole,
+		"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA evil TO " + migrations.AppRole,
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	conn := db.TenantConn(t, "acme")
+	if _, err := conn.Exec(ctx, "SET search_path = evil, pg_catalog"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"app.current_tenant_id", "role"} {
+		_, err := conn.Exec(ctx, "SELECT tenantproxy.set_config($1, 'globex', false)", name)
+		var pgErr *pgconn.PgError
+		if !asPgErr(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("set_config of %s under the caller's schema: %v, want 42501", name, err)
+		}
+	}
+	if got := pgtest.QueryStrings(t, conn, "SELECT tenantproxy.set_config('work_mem', '3MB', false)")[0]; got != "3MB" {
+		t.Errorf("set_config of work_mem returned %q, want 3MB (the real set_config's answer)", got)
 	}
 }
 

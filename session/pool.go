@@ -79,6 +79,9 @@ type Pool struct {
 	mu   sync.Mutex
 	idle []*Backend // most recently released last
 	open int        // idle, in use, and being dialled
+	// fullUntil: the server refused a session for lack of room while the pool held others;
+	// until then the pool opens none, and clients wait for the ones it has.
+	fullUntil time.Time
 	shares
 	closed bool
 	done   chan struct{}
@@ -198,22 +201,25 @@ func (p *Pool) take(ctx context.Context, c Client) (*Backend, error) {
 				p.mu.Unlock()
 				return b, nil
 			}
-			if p.open < p.cfg.Size {
+			if p.canOpen() {
 				p.open++
 				p.reserveFor(t)
 				p.mu.Unlock()
 				b, err := p.dial(ctx)
 				p.mu.Lock()
-				if err != nil {
-					p.open--
-					p.unreserveFor(t)
+				if err == nil {
+					b.holder = t
+					p.mu.Unlock()
+					return b, nil
+				}
+				p.open--
+				p.unreserveFor(t)
+				if !p.noteFull(err) {
 					p.handOver()
 					p.mu.Unlock()
 					return nil, err
 				}
-				b.holder = t
-				p.mu.Unlock()
-				return b, nil
+				// The server is full: the client waits for one of the pool's sessions.
 			}
 		}
 		w := p.enqueue(t)
@@ -291,7 +297,7 @@ func (p *Pool) takeIdle(tenant string) *Backend {
 // handOver gives idle sessions and free slots to the waiters whose tenants may take them, as
 // long as there are some. Called with p.mu held.
 func (p *Pool) handOver() {
-	for len(p.idle) > 0 || p.open < p.cfg.Size {
+	for len(p.idle) > 0 || p.canOpen() {
 		w := p.nextWaiter()
 		if w == nil {
 			return
@@ -304,6 +310,31 @@ func (p *Pool) handOver() {
 		w.ch <- nil // a free slot: the waiter opens a session itself
 		return
 	}
+}
+
+// serverFullRetry is how long the pool waits, after the server refused a session for lack of
+// room, before it tries to open one again (while clients wait for those it has).
+const serverFullRetry = time.Second
+
+// canOpen reports whether the pool may open a session now: it has room, and the server had room
+// at the last try, or the pool has no session to wait for. Called with p.mu held.
+func (p *Pool) canOpen() bool {
+	return p.open < p.cfg.Size && (p.open == 0 || time.Now().After(p.fullUntil))
+}
+
+// noteFull reports whether err is the server refusing a session for lack of room (53300: its
+// max_connections, or the role's connection limit) while the pool holds sessions a client can
+// wait for, and if so, stops opening sessions for a while. Called with p.mu held.
+func (p *Pool) noteFull(err error) bool {
+	var pgErr *pgconn.PgError
+	if p.open == 0 || !errors.As(err, &pgErr) || pgErr.Code != "53300" {
+		return false
+	}
+	if time.Now().After(p.fullUntil) {
+		p.log.Warn().Err(err).Int("open", p.open).Msg("the server is full: clients wait for the pool's open sessions")
+	}
+	p.fullUntil = time.Now().Add(serverFullRetry)
+	return true
 }
 
 func (p *Pool) dial(ctx context.Context) (*Backend, error) {
@@ -326,7 +357,7 @@ func (p *Pool) Ping(ctx context.Context) error {
 		p.mu.Unlock()
 		return ErrPoolClosed
 	}
-	if p.open >= p.cfg.Size {
+	if !p.canOpen() {
 		p.mu.Unlock()
 		return nil
 	}
@@ -468,7 +499,7 @@ func (p *Pool) upkeep() {
 		}
 		for range max(missing, 0) {
 			p.mu.Lock()
-			if p.closed || p.open >= p.cfg.Size {
+			if p.closed || !p.canOpen() {
 				p.mu.Unlock()
 				break
 			}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
@@ -205,6 +207,67 @@ func TestCheckoutWaitsThenTimesOut(t *testing.T) {
 		t.Errorf("after a discard the waiter got %p", nb)
 	} else {
 		p.Release(nb)
+	}
+}
+
+// A server with no room for another session (53300) while the pool holds some: the checkout
+// waits for one of them rather than failing; with none open, it fails at once.
+func TestServerFullWaitsForAnOpenSession(t *testing.T) {
+	db := pgtest.New(t)
+	admin := pgtest.Connect(t, db.AdminURL)
+	role := fmt.Sprintf("pool_full_%d", time.Now().UnixNano())
+	for _, sql := range []string{
+		"CREATE ROLE " + role + " LOGIN PASSWORD 'full' CONNECTION LIMIT 2",
+		"GRANT CONNECT ON DATABASE " + pgx.Identifier{db.Name}.Sanitize() + " TO " + role,
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role)
+		admin.Exec(ctx, "DROP ROLE "+role)
+	})
+	p := newPool(t, db, func(c *session.Config) {
+		c.Size = 4
+		c.Conn.User, c.Conn.Password = role, "full"
+	})
+	var held []*session.Backend
+	for range 2 {
+		b, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, b)
+	}
+	got := make(chan error)
+	go func() {
+		b, err := p.Acquire(ctx, session.Client{Tenant: "globex"})
+		if err == nil {
+			if b != held[0] {
+				err = fmt.Errorf("got a session other than the one released")
+			}
+			p.Release(b)
+		}
+		got <- err
+	}()
+	pgtest.WaitFor(t, "the checkout to wait", func() bool { return p.Stats().Waiting == 1 })
+	if s := p.Stats(); s.DialErrors != 1 || s.Open != 2 {
+		t.Errorf("after the server refused a session: %+v, want 1 dial error and 2 open", s)
+	}
+	p.Release(held[0])
+	if err := <-got; err != nil {
+		t.Errorf("the checkout that waited: %v", err)
+	}
+	p.Release(held[1])
+
+	// A pool with no session open has nothing to wait for: the server's error, at once.
+	q := newPool(t, db, func(c *session.Config) {
+		c.Conn.User, c.Conn.Password = role, "full"
+	})
+	var pgErr *pgconn.PgError
+	if _, err := q.Acquire(ctx, session.Client{Tenant: "acme"}); !errors.As(err, &pgErr) || pgErr.Code != "53300" {
+		t.Errorf("a checkout from an empty pool of a full server: %v, want 53300", err)
 	}
 }
 

@@ -51,6 +51,7 @@ func startProxy(b *testing.B, db *pgtest.DB, mode string, size int) (*proxy.Serv
 	cfg.Backend.SSLMode = "disable"
 	cfg.Pool.Mode = mode
 	cfg.Pool.Size = size
+	cfg.Limits.LoginRate = 0 // BenchmarkLogin logs in as fast as it can
 	cfg.Tenancy.Tenants = []string{"acme", "globex"}
 	cfg.Users = map[string]config.User{
 		"alice": {Password: verifier(), Tenant: "acme"},

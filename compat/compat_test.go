@@ -28,6 +28,7 @@ var clients = []client{
 	{name: "asyncpg", prepares: true, run: asyncpg.run},
 	{name: "psycopg", prepares: true, run: psycopg.run},
 	{name: "sqlalchemy", run: sqlAlchemy.run},
+	{name: "django", run: django.run},
 	{name: "sequelize", run: sequelize.run},
 	{name: "typeorm", run: typeORM.run},
 	{name: "postgresjs", prepares: true, run: postgresJS.run},

@@ -119,6 +119,10 @@ type Verdict struct {
 	// tenant's rows, and EXPLAIN ANALYZE counts rows the policies filtered out, so the proxy
 	// refuses it but to users trusted with it.
 	Explains bool
+	// HoldsCursor is set for DECLARE ... WITH HOLD: the cursor outlives its transaction on its
+	// backend, which in transaction pooling then stays with the client until the cursor is
+	// closed.
+	HoldsCursor bool
 }
 
 // Stats counts how Check reached its verdicts.

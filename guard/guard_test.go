@@ -284,7 +284,6 @@ var refusedStatements = []struct {
 	{`PREPARE p AS SELECT 1`, "0A000", "sql-prepare"},
 	{`EXECUTE p`, "0A000", "sql-prepare"},
 	{`EXPLAIN EXECUTE p`, "0A000", "sql-prepare"},
-	{`DECLARE c CURSOR WITH HOLD FOR SELECT 1`, "0A000", "cursor-with-hold"},
 	{`CREATE TEMP TABLE scratch (id int)`, "0A000", "temp-object"},
 	{`CREATE TEMPORARY VIEW v AS SELECT 1`, "0A000", "temp-object"},
 	{`CREATE TEMP SEQUENCE s`, "0A000", "temp-object"},
@@ -777,5 +776,27 @@ func TestGuardDeallocate(t *testing.T) {
 	}
 	if v := newGuard(guard.SessionMode).Check([]byte(`SELECT 1; DEALLOCATE a3`)); v.Refused {
 		t.Errorf("session mode: %+v", v)
+	}
+}
+
+// A WITH HOLD cursor is allowed in both modes; the verdict says so, for transaction pooling to
+// keep the backend with the client.
+func TestGuardHoldsCursor(t *testing.T) {
+	for _, mode := range []guard.PoolMode{guard.TransactionMode, guard.SessionMode} {
+		g := newGuard(mode)
+		for _, sql := range []string{
+			`DECLARE c CURSOR WITH HOLD FOR SELECT 1`,
+			`DECLARE "_django_curs_1" NO SCROLL CURSOR WITH HOLD FOR SELECT 1`,
+			`SELECT 1; declare c binary cursor with hold for select 2`,
+		} {
+			if v := g.Check([]byte(sql)); v.Refused || !v.HoldsCursor {
+				t.Errorf("%s: %+v", sql, v)
+			}
+		}
+		for _, sql := range []string{`DECLARE c CURSOR FOR SELECT 1`, `DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1`, `SELECT 'WITH HOLD'`} {
+			if v := g.Check([]byte(sql)); v.Refused || v.HoldsCursor {
+				t.Errorf("%s: %+v", sql, v)
+			}
+		}
 	}
 }

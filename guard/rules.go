@@ -25,8 +25,9 @@ type inspection struct {
 	// sessionChanges: a change of settings that may outlive the transaction.
 	sessionChanges bool
 	// custom are the custom settings changed at session level.
-	custom   []string
-	explains bool
+	custom      []string
+	explains    bool
+	holdsCursor bool
 	// single: the text is one statement.
 	single bool
 	// deallocate is the name of a lone DEALLOCATE name.
@@ -49,7 +50,7 @@ func (in *inspection) verdict() Verdict {
 	return Verdict{
 		ResetsContext: in.resets, DropsStatements: in.drops, ChangesSettings: in.changes || in.resets,
 		ChangesSessionSettings: in.sessionChanges || in.resets, CustomSettings: strings.Join(in.custom, ","),
-		Explains: in.explains, Deallocate: in.deallocate, Channels: in.channels,
+		Explains: in.explains, HoldsCursor: in.holdsCursor, Deallocate: in.deallocate, Channels: in.channels,
 	}
 }
 
@@ -308,8 +309,7 @@ func (in *inspection) node(msg any) {
 		}
 	case *pg_query.DeclareCursorStmt:
 		if n.GetOptions()&cursorOptHold != 0 {
-			in.notPooled("cursor-with-hold", "DECLARE ... WITH HOLD",
-				"Declare the cursor without WITH HOLD and read it inside the transaction.")
+			in.holdsCursor = true
 		}
 
 	// Types made in a temporary schema name no RangeVar.

@@ -261,9 +261,20 @@ func cursorCases() []customCase {
 	return []customCase{
 		{"WITH HOLD cursor left for the next client", func(t *testing.T, a *arena) {
 			attacker := join(t, a.p, "alice", "acme")
-			_, err := simpleRows(attacker.conn.PgConn(), "DECLARE atk_hold CURSOR WITH HOLD FOR SELECT name FROM llmspell.entities")
-			if a.mode == "transaction" && codeOf(err) != "0A000" || a.mode == "session" && err != nil {
-				t.Errorf("DECLARE WITH HOLD: %v", err)
+			pc := attacker.conn.PgConn()
+			_, err := simpleRows(pc, "DECLARE atk_hold CURSOR WITH HOLD FOR SELECT tenant_id FROM llmspell.entities")
+			switch {
+			case a.mode == "transaction":
+				// The arena's pool has one backend: none may be kept for a cursor.
+				if codeOf(err) != "53400" {
+					t.Errorf("DECLARE WITH HOLD with a pool of one: %v, want 53400", err)
+				}
+			case err != nil:
+				t.Fatalf("DECLARE WITH HOLD: %v", err)
+			default:
+				if rows, err := simpleRows(pc, "FETCH 1 FROM atk_hold"); err != nil || len(rows) != 1 || rows[0] != "acme" {
+					t.Errorf("FETCH of its own cursor: %q, %v", rows, err)
+				}
 			}
 			attacker.verify(t, a, "the attacker", false)
 			attacker.conn.Close(ctx)

@@ -179,7 +179,10 @@ var statementAttacks = []stmtCase{
 	guarded("pg_terminate_backend", `SELECT pg_terminate_backend(pid) FROM pg_stat_activity`, msgOtherSessions),
 
 	// Session state a pooled backend would carry to the next client, and temporary objects.
-	pooled("DECLARE WITH HOLD", `DECLARE atk_hold CURSOR WITH HOLD FOR SELECT name FROM llmspell.entities`, succeeds),
+	// A WITH HOLD cursor keeps its backend with the client (pin.go); the arena's pool of one
+	// has none to keep.
+	{name: "DECLARE WITH HOLD", sql: `DECLARE atk_hold CURSOR WITH HOLD FOR SELECT name FROM llmspell.entities`,
+		txn: &outcome{"53400", "kept for WITH HOLD cursors"}, sess: &outcome{}},
 	pooled("CREATE TEMP TABLE shadowing entities", `CREATE TEMP TABLE entities (tenant_id text, name text)`, outcome{"42501", msgNoTemp}),
 	pooled("CREATE TEMPORARY VIEW", `CREATE TEMPORARY VIEW entities AS SELECT 'globex'::text AS tenant_id`, outcome{"42501", msgNoTemp}),
 	pooled("CREATE TABLE in pg_temp", `CREATE TABLE pg_temp.entities (tenant_id text)`, outcome{"42501", msgNoTemp}),

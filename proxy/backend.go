@@ -87,8 +87,13 @@ func (c *clientConn) forward(b *session.Backend, msg []byte, kind queue.Kind) er
 	return nil
 }
 
-// releaseBackend returns the backend to the pool once no cancel request can still reach it.
+// releaseBackend returns the backend to the pool once no cancel request can still reach it. A
+// backend pinned for WITH HOLD cursors is closed instead: a cursor may still be open on it.
 func (c *clientConn) releaseBackend() {
+	if c.pinned {
+		c.discardBackend()
+		return
+	}
 	if b := c.detachBackend(); b != nil {
 		c.srv.pool.Release(b)
 	}
@@ -96,6 +101,7 @@ func (c *clientConn) releaseBackend() {
 
 // discardBackend closes the backend: its state is unknown or broken.
 func (c *clientConn) discardBackend() {
+	c.unpin()
 	if b := c.detachBackend(); b != nil {
 		c.srv.pool.Discard(b)
 	}

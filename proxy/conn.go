@@ -80,6 +80,9 @@ type clientConn struct {
 	idle atomic.Bool
 	// listening: the client may LISTEN (session mode): its backend is watched while it waits.
 	listening bool
+	// pinned: the client declared a WITH HOLD cursor in transaction mode and keeps its backend
+	// until the cursor is closed (pin.go).
+	pinned bool
 
 	queue      *queue.Queue[undo]
 	statements statements
@@ -191,6 +194,7 @@ func (c *clientConn) finish(cause error) {
 	c.statements.leave()
 	b := c.backend
 	if b == nil {
+		c.unpin()
 		return
 	}
 	if !c.queue.Settled() {

@@ -27,6 +27,11 @@ func (c *clientConn) handleQuery(msg []byte) error {
 		c.logRefusal(v, text)
 		return c.refuseSimple(verdictError(v))
 	}
+	if v.HoldsCursor {
+		if perr := c.pinForCursor(); perr != nil {
+			return c.refuseSimple(perr)
+		}
+	}
 	if v.Deallocate != "" && c.statements.deallocate(c, v.Deallocate) {
 		return nil
 	}
@@ -61,6 +66,11 @@ func (c *clientConn) handleParse(msg []byte) error {
 	if v.Refused {
 		c.logRefusal(v, query)
 		return c.failExtended(verdictError(v))
+	}
+	if v.HoldsCursor {
+		if perr := c.pinForCursor(); perr != nil {
+			return c.failExtended(perr)
+		}
 	}
 	if v.Deallocate != "" && len(name) == 0 && c.statements.prepareDeallocate(c, v.Deallocate) {
 		return nil

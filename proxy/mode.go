@@ -30,8 +30,20 @@ func (transactionMode) newStatements(c *clientConn) statements { return newShare
 
 // idle gives the backend back to the pool; the next checkout sets the context if it must. When
 // the client changed settings that outlive its transaction, they are read back first, to be
-// carried to the next backend that serves it (and reset for the next client of this one).
+// carried to the next backend that serves it (and reset for the next client of this one). A
+// client with WITH HOLD cursors open keeps the backend (pin.go).
 func (transactionMode) idle(c *clientConn) error {
+	if c.pinned {
+		switch held, err := c.holdsCursors(); {
+		case err != nil:
+			c.log.Warn().Err(err).Msg("asking the backend for the client's WITH HOLD cursors")
+			c.discardBackend()
+			return nil
+		case held:
+			return nil // the client keeps the backend its cursors live on
+		}
+		c.unpin()
+	}
 	if c.session.sessionChanged {
 		b := c.backend
 		b.SetDeadline(time.Now().Add(c.srv.Config().Pool.CheckoutTimeout.Duration))

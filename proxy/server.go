@@ -52,6 +52,7 @@ type Server struct {
 	clients   map[uint32]*clientConn // by the cancel key's process id
 	conns     connectionCounts
 	pacer     loginPacer
+	pins      pinCounts
 	listeners []net.Listener
 	closing   bool
 	drain     atomic.Bool

@@ -29,6 +29,7 @@ var clients = []client{
 	{name: "psycopg", prepares: true, run: psycopg.run},
 	{name: "sqlalchemy", run: sqlAlchemy.run},
 	{name: "django", run: django.run},
+	{name: "pdo", prepares: true, run: pdo.run},
 	{name: "sequelize", run: sequelize.run},
 	{name: "typeorm", run: typeORM.run},
 	{name: "postgresjs", prepares: true, run: postgresJS.run},

@@ -52,6 +52,7 @@ var (
 	psycopg      = program{dir: "python", command: []string{debianPython, "compat_psycopg.py"}, install: "python3 python3-psycopg python3-psycopg-pool"}
 	sqlAlchemy   = program{dir: "python", command: []string{debianPython, "compat_sqlalchemy.py"}, install: "python3 python3-sqlalchemy python3-psycopg2"}
 	django       = program{dir: "python", command: []string{debianPython, "compat_django.py"}, install: "python3 python3-django python3-psycopg2"}
+	pdo          = program{dir: "php", command: []string{"php", "compat_pdo.php"}, install: "php-cli php-pgsql"}
 	sequelize    = program{dir: "node", command: []string{"node", "compat_sequelize.mjs"}, install: "nodejs npm, then the packages of tests/node (npm ci)"}
 	typeORM      = program{dir: "node", command: []string{"node", "compat_typeorm.mjs"}, install: "nodejs npm, then the packages of tests/node (npm ci)"}
 	postgresJS   = program{dir: "node", command: []string{"node", "compat_postgresjs.mjs"}, install: "nodejs npm, then the packages of tests/node (npm ci)"}

@@ -139,6 +139,10 @@ type Limits struct {
 	// GuardMemory bounds the memory the SQL guard uses to parse statements at one time; a
 	// statement that could not be parsed within it is refused (54000).
 	GuardMemory ByteSize `toml:"guard_memory"`
+	// MessageMemory bounds the memory every client's messages larger than 64 KiB take at one
+	// time (a statement text the guard must read whole, a Bind's values), and a tenant's take
+	// half of it at most; a message past either is read past, not held, and refused (53200).
+	MessageMemory ByteSize `toml:"message_memory"`
 	// ClientStatementMemory bounds the prepared statements one client holds in transaction mode,
 	// whose text the proxy keeps to prepare them on whichever backend serves the client.
 	ClientStatementMemory ByteSize `toml:"client_prepared_statement_memory"`
@@ -370,7 +374,7 @@ func Defaults() Config {
 		},
 		Limits: Limits{
 			MaxConnectionsPerTenant: 1000, MaxConnectionsPerUser: 1000, LoginRate: 100,
-			GuardMemory: 512 << 20, ClientStatementMemory: 16 << 20, StatementMemory: 1 << 30,
+			GuardMemory: 512 << 20, MessageMemory: 1 << 30, ClientStatementMemory: 16 << 20, StatementMemory: 1 << 30,
 		},
 		Tenancy: Tenancy{Setting: "app.current_tenant_id", ReservedPrefixes: []string{"app."}, Schemas: []string{"llmspell"}},
 		Log:     Log{Level: "info", Format: "json"},
@@ -624,6 +628,9 @@ func (c *Config) validate(name string, data []byte) error {
 	}
 	if l.GuardMemory < 1<<20 {
 		bad("limits.guard_memory", "must be at least 1MiB")
+	}
+	if l.MessageMemory < 2*c.MaxMessageSize {
+		bad("limits.message_memory", "must be at least twice max_message_size (%d bytes): a tenant may take half of it", c.MaxMessageSize)
 	}
 	if l.ClientStatementMemory < 1<<16 || l.StatementMemory < l.ClientStatementMemory {
 		bad("limits", "client_prepared_statement_memory must be at least 64KiB, and prepared_statement_memory at least that")

@@ -26,6 +26,7 @@ var restartOnly = []struct {
 	{"backend", func(c *Config) any { return &c.Backend }},
 	{"pool", func(c *Config) any { return &c.Pool }},
 	{"limits.guard_memory", func(c *Config) any { return &c.Limits.GuardMemory }},
+	{"limits.message_memory", func(c *Config) any { return &c.Limits.MessageMemory }},
 	{"limits.prepared_statement_memory", func(c *Config) any { return &c.Limits.StatementMemory }},
 	{"tenancy.setting", func(c *Config) any { return &c.Tenancy.Setting }},
 	{"tenancy.reserved_prefixes", func(c *Config) any { return &c.Tenancy.ReservedPrefixes }},

@@ -5,6 +5,7 @@ package proxy_test
 
 import (
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tenantproxy/tenantproxy/config"
+	"github.com/tenantproxy/tenantproxy/internal/pgtest"
 )
 
 func memoryCases() []customCase {
@@ -48,6 +50,54 @@ func memoryCases() []customCase {
 			a.rawVerify(t, r, "acme")
 			r.conn.Close()
 			a.aftermath(t, p, nil, victim)
+		}},
+		{"large messages bounded for all clients, and a tenant's to half", func(t *testing.T, a *arena) {
+			p := disposableProxy(t, a.db, a.mode, sharedPool(a.mode), func(c *config.Config) {
+				c.MaxMessageSize, c.Limits.MessageMemory = 4<<20, 8<<20
+				if a.mode == "session" {
+					c.Pool.Size = 5 // a session each for the victim and the attacker's two, within shares
+				}
+			})
+			victim := rawAs(t, p, "bob")
+			victim.conn.SetDeadline(time.Now().Add(opTimeout))
+			// The attacker sends most of two 3.5 MB statements on two connections and stalls:
+			// the second does not fit its tenant's half, and is refused once it arrives.
+			text := "SELECT length('" + strings.Repeat("x", 3500<<10) + "')"
+			msg, err := (&pgproto3.Query{String: text}).Encode(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stalled []*rawConn
+			for range 2 {
+				r := rawAs(t, p, "alice")
+				r.conn.SetDeadline(time.Now().Add(opTimeout))
+				r.write(msg[:3<<20])
+				stalled = append(stalled, r)
+			}
+			pgtest.WaitFor(t, "the attacker's first statement to be held", func() bool {
+				return metricValue(p, "tenantproxy_message_memory_bytes", nil) >= 3<<20
+			})
+			// The victim's tenant has its own half: its 3.5 MB statement runs.
+			victim.send(&pgproto3.Query{String: text})
+			wantEvents(t, a.events(victim, 1), "D 3584000", "C SELECT 1", "Z I")
+			for _, r := range stalled {
+				r.write(msg[3<<20:])
+			}
+			got := append(a.events(stalled[0], 1), a.events(stalled[1], 1)...)
+			if !slices.Contains(got, "E 53200") || !slices.Contains(got, "D 3584000") {
+				t.Errorf("the attacker's two statements: %q, want one run and one refused 53200", got)
+			}
+			for _, r := range stalled {
+				a.rawVerify(t, r, "acme")
+				r.conn.Close()
+			}
+			if n := metricValue(p, "tenantproxy_limit_refusals_total", map[string]string{"tenant": "acme", "limit": "message_memory"}); n != 1 {
+				t.Errorf("refusals counted: %v", n)
+			}
+			pgtest.WaitFor(t, "the memory to be given back", func() bool {
+				return metricValue(p, "tenantproxy_message_memory_bytes", nil) == 0
+			})
+			a.rawVerify(t, victim, "globex")
 		}},
 		{"prepared statements of one client bounded", func(t *testing.T, a *arena) {
 			p := disposableProxy(t, a.db, a.mode, sharedPool(a.mode), func(c *config.Config) { c.Limits.ClientStatementMemory = 1 << 20 })

@@ -6,10 +6,12 @@ import (
 	"time"
 
 	"github.com/tenantproxy/tenantproxy/config"
+	"github.com/tenantproxy/tenantproxy/internal/wire"
 )
 
-// What one tenant or user may take: client connections (counted here), its share of the pool
-// (session/share.go), and time: each statement (statement_timeout, which the proxy also
+// What one tenant or user may take: client connections (counted here), logins (pace.go), its
+// share of the pool (session/share.go), memory for large messages (half of
+// limits.message_memory), and time: each statement (statement_timeout, which the proxy also
 // enforces itself) and each transaction left open and idle.
 
 // limits are what the client is held to, fixed at login.
@@ -68,6 +70,16 @@ func decrement(m map[string]int, key string) {
 	if m[key]--; m[key] <= 0 {
 		delete(m, key)
 	}
+}
+
+// messageBudget is the memory the tenant's large messages may take: half of
+// limits.message_memory, so that one tenant's cannot take it all.
+func (s *Server) messageBudget(tenant string) *wire.Budget {
+	if b, ok := s.tenantMemory.Load(tenant); ok {
+		return b.(*wire.Budget)
+	}
+	b, _ := s.tenantMemory.LoadOrStore(tenant, s.messages.Sub(int64(s.Config().Limits.MessageMemory)/2))
+	return b.(*wire.Budget)
 }
 
 // tenantLimits fixes the client's time limits, and makes the tenant's statement_timeout the

@@ -164,7 +164,10 @@ func (c *clientConn) handle() error {
 	if typ == wire.CopyData {
 		return c.copyData()
 	}
-	typ, msg, err := c.in.Next()
+	_, msg, err := c.in.Next()
+	if errors.Is(err, wire.ErrNoMemory) {
+		return c.refuseOutOfMemory(typ)
+	}
 	if err != nil {
 		return c.readError(err)
 	}

@@ -60,7 +60,7 @@ func newMetrics() *Metrics {
 			Name: "tenantproxy_tenant_clients", Help: "Client connections open now, by tenant.",
 		}, []string{"tenant"}),
 		limitRefusals: counter("limit_refusals_total",
-			"Clients refused or ended by a limit (max_connections_per_tenant, max_connections_per_user, login_rate, idle_in_transaction_timeout, statement_timeout), by tenant.",
+			"Clients refused or ended by a limit (max_connections_per_tenant, max_connections_per_user, login_rate, message_memory, idle_in_transaction_timeout, statement_timeout), by tenant.",
 			"tenant", "limit"),
 		logins: counter("tenant_logins_total", "Clients logged in, by tenant.", "tenant"),
 		loginFailures: counter("tenant_login_failures_total",
@@ -116,6 +116,9 @@ func (m *Metrics) watch(s *Server) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tenantproxy_clients_parked",
 		Help: "Idle clients parked: no goroutine or read buffer of their own until they send again."},
 		func() float64 { return float64(s.parker.count()) }))
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tenantproxy_message_memory_bytes",
+		Help: "Memory clients' messages larger than 64 KiB take now (limits.message_memory bounds it)."},
+		func() float64 { return float64(s.messages.Used()) }))
 	m.Registry.MustRegister(tenantPoolCollector{s})
 	guard := func(name, help string, value func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tenantproxy_guard_" + name, Help: help}, value)

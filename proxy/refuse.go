@@ -67,6 +67,29 @@ func (c *clientConn) failExtended(e *pgError) error {
 	return nil
 }
 
+// refuseOutOfMemory refuses a message that would take more than limits.message_memory leaves
+// (every client's large messages share it): it is read past without being held, and refused as
+// PostgreSQL refuses what it has no memory for. The connection goes on.
+func (c *clientConn) refuseOutOfMemory(typ byte) error {
+	if err := c.in.Skip(); err != nil {
+		return c.readError(err)
+	}
+	c.srv.metrics.limitRefusals.WithLabelValues(c.metrics.label, "message_memory").Inc()
+	c.log.Warn().Str("limit", "message_memory").Msg("message refused: the memory for large client messages is taken")
+	e := &pgError{Severity: "ERROR", Code: codeOutOfMemory,
+		Message: "tenantproxy: out of memory for large client messages (limits.message_memory); the message was not run",
+		Hint:    "Retry later. Large data can go as COPY, which streams without being held."}
+	switch {
+	case c.queue.SkippingLocally():
+		return nil
+	case typ == wire.Query:
+		return c.refuseSimple(e)
+	case c.queue.CopyIn():
+		return c.interruptCopy(typ)
+	}
+	return c.failExtended(e)
+}
+
 func (c *clientConn) logRefusal(v guard.Verdict, text []byte) {
 	c.srv.metrics.refusals.WithLabelValues(c.metrics.label, v.Rule).Inc()
 	c.countError(v.Code)

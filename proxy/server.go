@@ -22,6 +22,7 @@ import (
 	"github.com/tenantproxy/tenantproxy/config"
 	"github.com/tenantproxy/tenantproxy/directory"
 	"github.com/tenantproxy/tenantproxy/guard"
+	"github.com/tenantproxy/tenantproxy/internal/wire"
 	"github.com/tenantproxy/tenantproxy/session"
 )
 
@@ -34,6 +35,8 @@ type Server struct {
 	log          zerolog.Logger
 	pool         *session.Pool
 	guard        *guard.Guard
+	messages     *wire.Budget // what clients' large messages take, together (limits.message_memory)
+	tenantMemory sync.Map     // tenant → its *wire.Budget, half of messages
 	accounts     *accounts.Book
 	directory    *directory.Directory // nil without a [directory]
 	tls          atomic.Pointer[tls.Config]
@@ -127,6 +130,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		Mode:             mode.guardMode(),
 		Memory:           int64(cfg.Limits.GuardMemory),
 	})
+	s.messages = wire.NewBudget(int64(cfg.Limits.MessageMemory))
 	s.metrics = newMetrics()
 	if s.parker, err = newParker(); err != nil {
 		if s.directory != nil {

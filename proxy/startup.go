@@ -92,7 +92,7 @@ func (c *clientConn) startup() error {
 	}
 	c.srv.metrics.logins.WithLabelValues(c.metrics.label).Inc()
 	c.srv.metrics.tenantClients.WithLabelValues(c.metrics.label).Inc()
-	c.in.Limit = int(cfg.MaxMessageSize)
+	c.in.Limit, c.in.Budget = int(cfg.MaxMessageSize), c.srv.messageBudget(tenant)
 	// Waiting for a backend session is not part of authentication: the checkout timeout
 	// bounds it, not auth_timeout.
 	c.conn.SetDeadline(time.Time{})

@@ -25,6 +25,50 @@ var ErrTooLarge = errors.New("message too large")
 // ErrMalformed is returned for a length that cannot be right (less than 4).
 var ErrMalformed = errors.New("malformed message length")
 
+// ErrNoMemory is returned when a message larger than a borrowed buffer would take more than
+// the Reader's Budget allows.
+var ErrNoMemory = errors.New("no memory left for the message")
+
+// Budget bounds the memory that messages larger than a borrowed buffer take, for every Reader
+// that shares it; a budget made by Sub also takes from its parent.
+type Budget struct {
+	mu          sync.Mutex
+	used, limit int64
+	parent      *Budget
+}
+
+// NewBudget returns a Budget of limit bytes.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+
+// Sub returns a Budget of at most limit bytes of b.
+func (b *Budget) Sub(limit int64) *Budget { return &Budget{limit: limit, parent: b} }
+
+func (b *Budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit || b.parent != nil && !b.parent.take(n) {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *Budget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	if b.parent != nil {
+		b.parent.give(n)
+	}
+}
+
+// Used is the memory taken now.
+func (b *Budget) Used() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
 // homeSize is each Reader's own buffer: large enough for the messages of ordinary OLTP traffic,
 // small enough that ten thousand idle clients cost little. Larger messages borrow from bigPool.
 const homeSize = 2048
@@ -44,9 +88,14 @@ type Reader struct {
 	buf  []byte          // home[:], a borrowed big buffer, or an exact-size allocation for a huge message
 	big  *[]byte
 	r, w int
+	// huge is the size of buf when it is an allocation of its own, taken from Budget.
+	huge int
 
 	// Limit is the largest message (header included) Next accepts.
 	Limit int
+	// Budget, when set, bounds the allocations for messages larger than a borrowed buffer,
+	// together with every other Reader of the Budget: past it, reads fail with ErrNoMemory.
+	Budget *Budget
 }
 
 // NewReader returns a Reader of src that accepts messages up to limit bytes. A plain socket is
@@ -81,6 +130,7 @@ func (r *Reader) Release() {
 		r.home = nil
 	}
 	r.buf = nil
+	r.dropHuge()
 }
 
 // Buffered is the number of bytes read but not yet consumed.
@@ -108,7 +158,9 @@ func (r *Reader) fill(n int) error {
 	}
 	for empty := 0; r.w-r.r < n; {
 		if r.w == len(r.buf) {
-			r.grow(min(n, max(2*(r.w-r.r), homeSize)))
+			if err := r.grow(min(n, max(2*(r.w-r.r), homeSize))); err != nil {
+				return err
+			}
 		}
 		m, err := r.src.Read(r.buf[r.w:])
 		r.w += m
@@ -131,9 +183,10 @@ func (r *Reader) fill(n int) error {
 }
 
 // grow makes room for n unconsumed bytes from r.r.
-func (r *Reader) grow(n int) {
+func (r *Reader) grow(n int) error {
 	var next []byte
 	var big *[]byte
+	huge := 0
 	switch {
 	case n <= homeSize:
 		next = r.homeBuffer()
@@ -148,15 +201,36 @@ func (r *Reader) grow(n int) {
 		// Writers return their buffers cut to length zero: use the whole capacity.
 		next = (*big)[:cap(*big)]
 	default:
-		next = make([]byte, n)
+		// The budget counts the allocation the reader keeps: what it grows by (the one it
+		// replaces goes at once).
+		if r.Budget != nil && n > r.huge && !r.Budget.take(int64(n-r.huge)) {
+			return ErrNoMemory
+		}
+		next, huge = make([]byte, n), n
 	}
 	// next may be the buffer we already use: copy is a move to the front then.
 	used := copy(next, r.buf[r.r:r.w])
 	if r.big != nil && big != r.big {
 		bigPool.Put(r.big)
 	}
-	r.buf, r.big = next, big
+	if huge > 0 {
+		if huge < r.huge && r.Budget != nil {
+			r.Budget.give(int64(r.huge - huge))
+		}
+	} else {
+		r.dropHuge()
+	}
+	r.buf, r.big, r.huge = next, big, huge
 	r.r, r.w = 0, used
+	return nil
+}
+
+// dropHuge gives the budget back for an allocation of its own the reader lets go of.
+func (r *Reader) dropHuge() {
+	if r.huge > 0 && r.Budget != nil {
+		r.Budget.give(int64(r.huge))
+	}
+	r.huge = 0
 }
 
 // shrink returns a borrowed buffer once nothing is buffered.
@@ -166,6 +240,7 @@ func (r *Reader) shrink() {
 			bigPool.Put(r.big)
 			r.big = nil
 		}
+		r.dropHuge()
 		r.buf = r.homeBuffer()
 	}
 }

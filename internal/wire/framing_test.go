@@ -180,3 +180,74 @@ func TestReaderBorrowsAWritersBuffer(t *testing.T) {
 		}
 	}
 }
+
+// Readers sharing a Budget: a large message takes from it while held and gives back once read
+// past; one that does not fit fails with ErrNoMemory, can be skipped without being held, and the
+// reader goes on.
+func TestBudgetBoundsLargeMessages(t *testing.T) {
+	budget := NewBudget(1 << 20)
+	big := func(n int) []byte { return message('Q', bytes.Repeat([]byte{'x'}, n)) }
+	a := NewReader(bytes.NewReader(append(big(700<<10), message('S', nil)...)), 4<<20)
+	b := NewReader(bytes.NewReader(append(append(big(600<<10), message('S', nil)...), big(600<<10)...)), 4<<20)
+	a.Budget, b.Budget = budget, budget
+
+	if _, msg, err := a.Next(); err != nil || len(msg) != 5+700<<10 {
+		t.Fatalf("a's large message: %d bytes, %v", len(msg), err)
+	}
+	if used := budget.Used(); used < 700<<10 || used > 1<<20 {
+		t.Errorf("held while a holds its message: %d", used)
+	}
+	if _, _, err := b.Next(); !errors.Is(err, ErrNoMemory) {
+		t.Fatalf("b's message while a holds its own: %v, want ErrNoMemory", err)
+	}
+	if err := b.Skip(); err != nil {
+		t.Fatalf("skipping b's message: %v", err)
+	}
+	if typ, _, err := b.Next(); err != nil || typ != 'S' {
+		t.Fatalf("b's next message: %q, %v", typ, err)
+	}
+	if typ, _, err := a.Next(); err != nil || typ != 'S' {
+		t.Fatalf("a's next message: %q, %v", typ, err)
+	}
+	if used := budget.Used(); used != 0 {
+		t.Errorf("held once a read past its message: %d", used)
+	}
+	if _, msg, err := b.Next(); err != nil || len(msg) != 5+600<<10 {
+		t.Fatalf("b's large message once a let go: %d bytes, %v", len(msg), err)
+	}
+	b.Release()
+	if used := budget.Used(); used != 0 {
+		t.Errorf("held after Release: %d", used)
+	}
+}
+
+// A sub-budget takes from its parent too: each is bounded by its own limit and by what the
+// others left of the parent's.
+func TestSubBudgets(t *testing.T) {
+	parent := NewBudget(1 << 20)
+	acme, globex := parent.Sub(600<<10), parent.Sub(600<<10)
+	big := message('Q', bytes.Repeat([]byte{'x'}, 500<<10))
+	reader := func(b *Budget) *Reader {
+		r := NewReader(bytes.NewReader(append(append([]byte{}, big...), big...)), 4<<20)
+		r.Budget = b
+		return r
+	}
+	a1, a2, g := reader(acme), reader(acme), reader(globex)
+	if _, _, err := a1.Next(); err != nil {
+		t.Fatalf("acme's first: %v", err)
+	}
+	if _, _, err := a2.Next(); !errors.Is(err, ErrNoMemory) {
+		t.Fatalf("acme's second, past its own limit: %v, want ErrNoMemory", err)
+	}
+	if _, _, err := g.Next(); err != nil {
+		t.Fatalf("globex's, within its limit and the parent's: %v", err)
+	}
+	if parent.Used() != acme.Used()+globex.Used() || acme.Used() == 0 || globex.Used() == 0 {
+		t.Errorf("parent %d, acme %d, globex %d", parent.Used(), acme.Used(), globex.Used())
+	}
+	a1.Release()
+	g.Release()
+	if parent.Used() != 0 {
+		t.Errorf("parent %d after every reader let go", parent.Used())
+	}
+}

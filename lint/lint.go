@@ -70,6 +70,7 @@ func Check(ctx context.Context, conn *pgx.Conn, opts Options) ([]Finding, error)
 	c.tables()
 	c.policies()
 	c.lockdown()
+	c.proxyFunctions()
 	c.defaults()
 	c.directory()
 	if c.err != nil {
@@ -230,6 +231,14 @@ func (c *checker) lockdown() {
 		AND has_language_privilege($1, oid, 'USAGE')`, func(l string) {
 		c.add("lockdown-language", "language "+l, "%s may use it (DO blocks run SQL the guard never sees)", role)
 	}, role, lockdown.Languages)
+}
+
+// proxyFunctions: the functions the proxy calls must be there, executable by the role.
+func (c *checker) proxyFunctions() {
+	c.each(`SELECT f FROM unnest($2::text[]) f
+		WHERE to_regprocedure(f) IS NULL OR NOT has_function_privilege($1, to_regprocedure(f), 'EXECUTE')`, func(f string) {
+		c.add("proxy-function", "function "+f, "missing, or %s may not execute it, and the proxy calls it: run tenantproxy migrate up", c.opts.Role)
+	}, c.opts.Role, lockdown.ProxyFunctions)
 }
 
 // defaults: a role or database default in the reserved namespace would come back with every

@@ -64,6 +64,8 @@ func TestFindings(t *testing.T) {
 		{"reserved database default", "ALTER DATABASE {db} SET app.current_tenant_id = 'acme'", "", "reserved-default", "setting"},
 		{"signal other backends", "GRANT pg_signal_backend TO {role}", "{role}", "predefined-role", "role {role}"},
 		{"missing schema", "DROP SCHEMA llmspell CASCADE", "", "schema-missing", "schema llmspell"},
+		{"migrations not applied", "DROP FUNCTION tenantproxy.holdable_cursors()", "", "proxy-function", "tenantproxy.holdable_cursors()"},
+		{"wrapper not granted", "REVOKE EXECUTE ON FUNCTION tenantproxy.set_config(text, text, boolean) FROM tenantproxy_app", "", "proxy-function", "tenantproxy.set_config"},
 		{"directory schema usable", "GRANT USAGE ON SCHEMA tenantproxy_directory TO tenantproxy_app", "", "directory-readable", "schema tenantproxy_directory"},
 		{"directory verifiers readable", "GRANT SELECT (name, verifier) ON tenantproxy_directory.users TO {role}", "{role}", "directory-readable", "tenantproxy_directory.users"},
 	}

@@ -96,6 +96,13 @@ const SetConfigWrapper = "tenantproxy.set_config"
 // LISTEN, UNLISTEN and NOTIFY, so that no tenant hears another's. pg_notify stays revoked.
 const NotifyWrapper = "tenantproxy.pg_notify"
 
+// ProxyFunctions are the migrations' functions the proxy sends calls to: the two wrappers, and
+// the count of the session's WITH HOLD cursors it asks for in transaction pooling. The backend
+// role must be able to execute each.
+var ProxyFunctions = []string{
+	SetConfigWrapper + "(text,text,boolean)", NotifyWrapper + "(text,text)", "tenantproxy.holdable_cursors()",
+}
+
 // ChannelPrefix is what the proxy and NotifyWrapper put before a channel name to make it the
 // tenant's own: "t", 16 hex digits of the SHA-256 of the tenant's name, and "_" (18 bytes, so a
 // client's channel name may have 45, PostgreSQL's names having 63). migrations/sql/006_notify.sql

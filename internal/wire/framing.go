@@ -408,6 +408,12 @@ func (w *Writer) Buffered() int {
 // Write appends p. Errors surface at Flush. Once a bigSize worth is buffered it is written out,
 // so relaying a large result holds at most about that much.
 func (w *Writer) Write(p []byte) {
+	if len(p) >= bigSize {
+		// A large message goes out as it is, after what is buffered, rather than through a copy.
+		w.Flush()
+		w.send(p)
+		return
+	}
 	if w.buf == nil {
 		w.buf = bigPool.Get().(*[]byte)
 		*w.buf = (*w.buf)[:0]
@@ -437,16 +443,7 @@ func (w *Writer) Flush() error {
 		return w.err
 	}
 	b := *w.buf
-	if len(b) > 0 && w.err == nil {
-		w.flushes++
-		if w.block > 0 && w.raw == nil {
-			w.setDeadline(time.Now().Add(w.block))
-			_, w.err = w.dst.Write(b)
-			w.setDeadline(time.Time{})
-		} else {
-			_, w.err = w.dst.Write(b)
-		}
-	}
+	w.send(b)
 	// A buffer that grew far beyond the usual size is dropped rather than pooled.
 	if cap(b) <= 4*bigSize {
 		*w.buf = b[:0]
@@ -454,4 +451,19 @@ func (w *Writer) Flush() error {
 	}
 	w.buf = nil
 	return w.err
+}
+
+// send writes b to the destination, within the blocking limit; an error sticks.
+func (w *Writer) send(b []byte) {
+	if len(b) == 0 || w.err != nil {
+		return
+	}
+	w.flushes++
+	if w.block > 0 && w.raw == nil {
+		w.setDeadline(time.Now().Add(w.block))
+		_, w.err = w.dst.Write(b)
+		w.setDeadline(time.Time{})
+	} else {
+		_, w.err = w.dst.Write(b)
+	}
 }

@@ -251,3 +251,26 @@ func TestSubBudgets(t *testing.T) {
 		t.Errorf("parent %d after every reader let go", parent.Used())
 	}
 }
+
+// writeRecorder keeps each Write's slice as it was given.
+type writeRecorder struct{ writes [][]byte }
+
+func (w *writeRecorder) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, p)
+	return len(p), nil
+}
+
+// A large message goes out as it is, after what was buffered, never copied into the buffer.
+func TestWriterWritesLargeMessagesThrough(t *testing.T) {
+	dst := &writeRecorder{}
+	w := NewWriter(dst)
+	w.Write([]byte("small"))
+	large := bytes.Repeat([]byte{'x'}, 100<<10)
+	w.Write(large)
+	if w.Buffered() != 0 || len(dst.writes) != 2 {
+		t.Fatalf("buffered %d, %d writes", w.Buffered(), len(dst.writes))
+	}
+	if string(dst.writes[0]) != "small" || &dst.writes[1][0] != &large[0] {
+		t.Errorf("writes: %q first, and the large one copied: %v", dst.writes[0], &dst.writes[1][0] != &large[0])
+	}
+}

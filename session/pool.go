@@ -79,6 +79,8 @@ type Pool struct {
 	mu   sync.Mutex
 	idle []*Backend // most recently released last
 	open int        // idle, in use, and being dialled
+	// dialing counts the sessions being opened now, at most maxDials().
+	dialing int
 	// fullUntil: the server refused a session for lack of room while the pool held others;
 	// until then the pool opens none, and clients wait for the ones it has.
 	fullUntil time.Time
@@ -202,7 +204,7 @@ func (p *Pool) take(ctx context.Context, c Client) (*Backend, error) {
 				return b, nil
 			}
 			if p.canOpen() {
-				p.open++
+				p.startDial()
 				p.reserveFor(t)
 				p.mu.Unlock()
 				b, err := p.dial(ctx)
@@ -316,10 +318,22 @@ func (p *Pool) handOver() {
 // room, before it tries to open one again (while clients wait for those it has).
 const serverFullRetry = time.Second
 
-// canOpen reports whether the pool may open a session now: it has room, and the server had room
-// at the last try, or the pool has no session to wait for. Called with p.mu held.
+// canOpen reports whether the pool may open a session now: it has room, it is not opening as
+// many as it may at once, and the server had room at the last try (or the pool has no session
+// to wait for). Called with p.mu held.
 func (p *Pool) canOpen() bool {
-	return p.open < p.cfg.Size && (p.open == 0 || time.Now().After(p.fullUntil))
+	return p.open < p.cfg.Size && p.dialing < p.maxDials() && (p.open == 0 || time.Now().After(p.fullUntil))
+}
+
+// maxDials bounds the sessions opened at once. When every session dies together (a failover,
+// a restart), the clients that need a new one then wait for a few dials at a time instead of
+// all dialling at once and timing out together on a server busy accepting them.
+func (p *Pool) maxDials() int { return max(2, p.cfg.Size/4) }
+
+// startDial counts a session about to be opened (dial). Called with p.mu held.
+func (p *Pool) startDial() {
+	p.open++
+	p.dialing++
 }
 
 // noteFull reports whether err is the server refusing a session for lack of room (53300: its
@@ -337,9 +351,14 @@ func (p *Pool) noteFull(err error) bool {
 	return true
 }
 
+// dial opens a session counted by startDial; a waiter may open the next once it is done.
 func (p *Pool) dial(ctx context.Context) (*Backend, error) {
 	p.stats.dials.Add(1)
 	b, err := connect(ctx, p.cfg.Conn, p.cfg.MaxPreparedStatements, p.cfg.MaxPreparedStatementMemory)
+	p.mu.Lock()
+	p.dialing--
+	p.handOver()
+	p.mu.Unlock()
 	if err != nil {
 		p.stats.dialErrors.Add(1)
 		return nil, err
@@ -361,7 +380,7 @@ func (p *Pool) Ping(ctx context.Context) error {
 		p.mu.Unlock()
 		return nil
 	}
-	p.open++
+	p.startDial()
 	p.mu.Unlock()
 	b, err := p.dial(ctx)
 	if err != nil {
@@ -503,7 +522,7 @@ func (p *Pool) upkeep() {
 				p.mu.Unlock()
 				break
 			}
-			p.open++
+			p.startDial()
 			p.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.CheckoutTimeout)
 			b, err := p.dial(ctx)

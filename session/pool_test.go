@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,6 +271,69 @@ func TestServerFullWaitsForAnOpenSession(t *testing.T) {
 	var pgErr *pgconn.PgError
 	if _, err := q.Acquire(ctx, session.Client{Tenant: "acme"}); !errors.As(err, &pgErr) || pgErr.Code != "53300" {
 		t.Errorf("a checkout from an empty pool of a full server: %v, want 53300", err)
+	}
+}
+
+// A server that accepts connections and never answers: the pool opens a few sessions at a
+// time (a quarter of its size, at least two), and the other checkouts wait their turn.
+func TestDialsAreBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int32
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			accepted.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	p := newPool(t, pgtest.New(t), func(c *session.Config) {
+		c.Size = 8
+		c.CheckoutTimeout = 30 * time.Second
+		c.Conn.Host, c.Conn.Port = "127.0.0.1", uint16(ln.Addr().(*net.TCPAddr).Port)
+		c.Conn.ConnectTimeout = 30 * time.Second
+	})
+	errs := make(chan error, 6)
+	for range cap(errs) {
+		go func() {
+			_, err := p.Acquire(ctx, session.Client{Tenant: "acme"})
+			errs <- err
+		}()
+	}
+	pgtest.WaitFor(t, "two dials to stall and four checkouts to wait", func() bool {
+		return accepted.Load() == 2 && p.Stats().Waiting == 4
+	})
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("%d connections opened at once, want 2", n)
+	}
+	// The stalled dials fail; the waiting checkouts get their turns.
+	ln.Close()
+	mu.Lock()
+	for _, c := range conns {
+		c.Close()
+	}
+	mu.Unlock()
+	for range cap(errs) {
+		if err := <-errs; err == nil {
+			t.Error("a checkout from a server that never answers succeeded")
+		}
 	}
 }
 

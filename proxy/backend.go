@@ -87,6 +87,15 @@ func (c *clientConn) forward(b *session.Backend, msg []byte, kind queue.Kind) er
 	return nil
 }
 
+// queryBackend runs the proxy's own query on the client's idle backend, within the checkout
+// timeout.
+func (c *clientConn) queryBackend(sql string) ([][]*string, error) {
+	b := c.backend
+	b.SetDeadline(time.Now().Add(c.srv.Config().Pool.CheckoutTimeout.Duration))
+	defer b.SetDeadline(time.Time{})
+	return b.QueryRows(sql)
+}
+
 // releaseBackend returns the backend to the pool once no cancel request can still reach it. A
 // backend pinned for WITH HOLD cursors is closed instead: a cursor may still be open on it.
 func (c *clientConn) releaseBackend() {

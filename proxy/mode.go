@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"time"
-
 	"github.com/tenantproxy/tenantproxy/guard"
 	"github.com/tenantproxy/tenantproxy/session"
 )
@@ -46,9 +44,7 @@ func (transactionMode) idle(c *clientConn) error {
 	}
 	if c.session.sessionChanged {
 		b := c.backend
-		b.SetDeadline(time.Now().Add(c.srv.Config().Pool.CheckoutTimeout.Duration))
-		rows, err := b.QueryRows(c.session.sessionSettingsSQL())
-		b.SetDeadline(time.Time{})
+		rows, err := c.queryBackend(c.session.sessionSettingsSQL())
 		if err != nil || b.TxStatus() != 'I' {
 			c.log.Warn().Err(err).Msg("reading back the client's settings")
 			c.discardBackend()

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/tenantproxy/tenantproxy/guard"
 )
@@ -66,10 +65,7 @@ func (c *clientConn) unpin() {
 
 // holdsCursors asks the idle backend whether any of its holdable cursors is still open.
 func (c *clientConn) holdsCursors() (bool, error) {
-	b := c.backend
-	b.SetDeadline(time.Now().Add(c.srv.Config().Pool.CheckoutTimeout.Duration))
-	rows, err := b.QueryRows("SELECT tenantproxy.holdable_cursors()")
-	b.SetDeadline(time.Time{})
+	rows, err := c.queryBackend("SELECT tenantproxy.holdable_cursors()")
 	if err != nil {
 		return false, err
 	}

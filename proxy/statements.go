@@ -218,7 +218,7 @@ func (s *shared) resolve(b *session.Backend, name []byte) (*session.Statement, *
 	}
 	stmt, ok := s.byName[string(name)]
 	if !ok {
-		return nil, errorf("26000", fmt.Sprintf("prepared statement %q does not exist", name))
+		return nil, errNoStatement(string(name))
 	}
 	if b.Prepared.Has(stmt) {
 		return stmt, nil

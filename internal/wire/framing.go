@@ -213,12 +213,8 @@ func (r *Reader) grow(n int) error {
 	if r.big != nil && big != r.big {
 		bigPool.Put(r.big)
 	}
-	if huge > 0 {
-		if huge < r.huge && r.Budget != nil {
-			r.Budget.give(int64(r.huge - huge))
-		}
-	} else {
-		r.dropHuge()
+	if r.Budget != nil && huge < r.huge {
+		r.Budget.give(int64(r.huge - huge))
 	}
 	r.buf, r.big, r.huge = next, big, huge
 	r.r, r.w = 0, used
